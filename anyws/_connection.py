@@ -1,0 +1,672 @@
+"""A WebSocket connection over an AnyIO byte stream.
+
+Every await of the library happens here or in the handshakes; the protocol decisions
+happen in :mod:`anyws._protocol`. The rules this module keeps:
+
+Rule 1: one reader task per connection reads the stream for as long as it is open,
+    answers Pings and Close frames through the protocol, and hands data to the
+    :class:`~anyws._messages.Assembler`. It lives in the task group of the ``async
+    with`` that opened the connection, and it is the only task that tears the
+    connection down: it closes the stream and then sets :attr:`Connection._closed`.
+
+Rule 2: writes are serialised frame by frame; whole messages are serialised by a
+    second lock, so that a fragmented message never interleaves with another one,
+    while Pongs and Close frames may still go out between its fragments.
+
+Rule 3: a write that is cancelled may have put part of a frame on the wire, so the
+    connection is failed (the stream is closed) rather than left for the peer to
+    misread.
+
+Rule 4: errors of the byte stream become :exc:`~anyws.ConnectionClosedError` at one
+    boundary, :meth:`Connection._write`, with the original error as ``__cause__``.
+
+Rule 5: the closing handshake follows RFC 6455 section 7: the server closes TCP
+    first; the client waits up to ``close_timeout`` for it to do so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, overload
+
+import anyio
+from anyio.abc import ByteStream, SocketAttribute, TaskGroup
+
+from ._messages import Assembler
+from ._protocol import CloseCode, Protocol, State, is_sendable_code
+from .exceptions import (
+    ConcurrencyError,
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+)
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
+
+if TYPE_CHECKING:
+    from ._handshake import DeflateParams, DeflateSettings
+    from ._http import Request, Response
+
+__all__ = ["Connection"]
+
+# Read in large chunks: every receive() call costs a task switch on some backends,
+# and wsproto parses every frame a chunk holds in one pass.
+READ_SIZE = 2**18
+
+# Errors that mean the transport is gone. ssl.SSLError is an OSError.
+_STREAM_ERRORS = (
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    anyio.EndOfStream,
+    OSError,
+)
+
+_OK_CODES = frozenset({1000, 1001, 1005})
+
+
+def _new_lock() -> anyio.Lock:
+    try:
+        return anyio.Lock(fast_acquire=True)
+    except TypeError:  # pragma: no cover - anyio < 4.5
+        return anyio.Lock()
+
+
+class Connection:
+    """A WebSocket connection, client or server side.
+
+    Use :class:`~anyws.ClientConnection` or :class:`~anyws.ServerConnection`; both
+    are made by anyws, not by applications, which may subclass them.
+    """
+
+    is_client: bool
+
+    def __init__(
+        self,
+        stream: ByteStream,
+        *,
+        ping_interval: float | None = 20,
+        ping_timeout: float | None = 20,
+        close_timeout: float | None = 10,
+        max_size: int | None = 2**20,
+        max_queue: int | None = 16,
+        logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+    ) -> None:
+        self._stream = stream
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.close_timeout = close_timeout
+        self.max_size = max_size
+        self.max_queue = max_queue
+        self.id: uuid.UUID = uuid.uuid4()
+        """Unique identifier of the connection, useful in logs."""
+        self.logger: logging.Logger | logging.LoggerAdapter[Any] = (
+            logger
+            or logging.getLogger("anyws.client" if self.is_client else "anyws.server")
+        )
+        """Logger for this connection."""
+        self.request: Request | None = None
+        """The opening handshake request."""
+        self.response: Response | None = None
+        """The opening handshake response."""
+        self.subprotocol: str | None = None
+        """The subprotocol agreed on in the handshake, or ``None``."""
+        self.latency: float = 0.0
+        """Round trip of the last Ping answered, in seconds; 0 before the first."""
+        self._protocol: Protocol | None = None
+        self._assembler = Assembler(max_queue)
+        self._send_lock = _new_lock()
+        self._write_lock = _new_lock()
+        self._pings: dict[bytes, _Ping] = {}
+        self._closed = anyio.Event()
+        self._reader_scope = anyio.CancelScope()
+        self._lost_cause: BaseException | None = None
+        self._local_close = False
+        self._initial = b""
+
+    # -- set-up ---------------------------------------------------------------
+
+    def _open(
+        self,
+        deflate: DeflateParams | None,
+        settings: DeflateSettings | None,
+        initial: bytes,
+    ) -> None:
+        """Switch to the WebSocket protocol once the handshake succeeded."""
+        self._protocol = Protocol(
+            self.is_client,
+            self._on_data,
+            self._on_pong,
+            deflate=deflate,
+            settings=settings,
+            max_size=self.max_size,
+        )
+        self._initial = initial
+
+    def _start(self, task_group: TaskGroup) -> None:
+        """Start the reader and keepalive tasks in ``task_group``."""
+        task_group.start_soon(self._reader, name=f"anyws reader {self.id}")
+        if self.ping_interval is not None:
+            task_group.start_soon(self._keepalive, name=f"anyws keepalive {self.id}")
+        self.logger.debug("connection open: %s", self.remote_address)
+
+    @property
+    def _proto(self) -> Protocol:
+        assert self._protocol is not None, "the connection isn't open yet"
+        return self._protocol
+
+    # -- attributes -----------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """The connection's state: CONNECTING, OPEN, CLOSING or CLOSED."""
+        if self._protocol is None:
+            return State.CLOSED if self._closed.is_set() else State.CONNECTING
+        return self._protocol.state
+
+    @property
+    def local_address(self) -> Any:
+        """The local socket address, or ``None`` if the stream has none."""
+        return self._stream.extra(SocketAttribute.local_address, None)
+
+    @property
+    def remote_address(self) -> Any:
+        """The remote socket address, or ``None`` if the stream has none."""
+        return self._stream.extra(SocketAttribute.remote_address, None)
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code received; 1006 if none was; ``None`` while open."""
+        if self._protocol is None or self._protocol.state is not State.CLOSED:
+            return None
+        rcvd = self._protocol.close_rcvd
+        return CloseCode.ABNORMAL_CLOSURE if rcvd is None else rcvd.code
+
+    @property
+    def close_reason(self) -> str | None:
+        """The close reason received; ``""`` if none was; ``None`` while open."""
+        if self._protocol is None or self._protocol.state is not State.CLOSED:
+            return None
+        rcvd = self._protocol.close_rcvd
+        return "" if rcvd is None else rcvd.reason
+
+    def _closed_exception(self) -> ConnectionClosed:
+        proto = self._proto
+        rcvd, sent = proto.close_rcvd, proto.close_sent
+        ok = rcvd is not None and sent is not None
+        ok = ok and rcvd.code in _OK_CODES and sent.code in _OK_CODES  # type: ignore[union-attr]
+        cls = ConnectionClosedOK if ok else ConnectionClosedError
+        rcvd_then_sent = proto.close_rcvd_then_sent if rcvd and sent else None
+        exc = cls(rcvd, sent, rcvd_then_sent)
+        exc.__cause__ = proto.failure or self._lost_cause
+        return exc
+
+    # -- receiving ------------------------------------------------------------
+
+    @overload
+    async def recv(self, decode: None = None) -> str | bytes: ...
+    @overload
+    async def recv(self, decode: bool) -> str | bytes: ...
+
+    async def recv(self, decode: bool | None = None) -> str | bytes:
+        """Receive the next message.
+
+        Returns a :class:`str` for a text message and :class:`bytes` for a binary
+        message. With ``decode=False`` text comes as UTF-8 :class:`bytes`; with
+        ``decode=True`` binary messages are decoded as UTF-8.
+
+        Cancelling :meth:`recv` is safe: the message it was waiting for stays queued
+        for the next call. Messages received before the connection closed are still
+        returned; then :meth:`recv` raises.
+
+        Raises:
+            ConnectionClosed: the connection is closed and no message is left.
+            ConcurrencyError: another task is already receiving.
+        """
+        try:
+            return await self._assembler.get(decode)
+        except EOFError:
+            await self._closed.wait()
+            exc = self._closed_exception()
+            raise exc from exc.__cause__
+
+    async def recv_streaming(
+        self, decode: bool | None = None
+    ) -> AsyncIterator[str | bytes]:
+        """Receive the next message fragment by fragment, as the fragments arrive.
+
+        Use it for messages too large to hold in memory at once. Cancelling it in the
+        middle of a message leaves the rest of that message unread: the next
+        receive starts with it.
+
+        Raises:
+            ConnectionClosed: the connection closed before the message ended.
+            ConcurrencyError: another task is already receiving.
+        """
+        try:
+            async for fragment in self._assembler.get_iter(decode):
+                yield fragment
+        except EOFError:
+            await self._closed.wait()
+            exc = self._closed_exception()
+            raise exc from exc.__cause__
+
+    async def __aiter__(self) -> AsyncIterator[str | bytes]:
+        """Iterate on received messages until the connection closes.
+
+        The iteration ends quietly on a normal close (1000 or 1001) and raises
+        :exc:`~anyws.ConnectionClosedError` otherwise.
+        """
+        try:
+            while True:
+                yield await self.recv()
+        except ConnectionClosedOK:
+            return
+
+    def _on_data(self, data: str | bytes, fin: bool) -> None:
+        if self._local_close:
+            return  # the application closed: data sent after our Close is dropped
+        self._assembler.put(data, fin)
+
+    def _on_pong(self, payload: bytes) -> None:
+        if payload not in self._pings:
+            return  # unsolicited Pong: a heartbeat (section 5.5.3)
+        now = time.monotonic()
+        # Pings are answered in order: this Pong acknowledges earlier Pings too.
+        for key in list(self._pings):
+            waiter = self._pings.pop(key)
+            waiter.latency = self.latency = now - waiter.sent_at
+            waiter.event.set()
+            if key == payload:
+                break
+
+    # -- sending --------------------------------------------------------------
+
+    async def send(
+        self,
+        message: str
+        | bytes
+        | bytearray
+        | memoryview
+        | Iterable[Any]
+        | AsyncIterable[Any],
+        text: bool | None = None,
+    ) -> None:
+        """Send a message.
+
+        A :class:`str` is sent as a text message; :class:`bytes`, :class:`bytearray`
+        and :class:`memoryview` as a binary message. ``text=True`` sends bytes-like
+        data (valid UTF-8) as text, ``text=False`` sends a str as binary.
+
+        An iterable or async iterable of those sends one fragmented message, a frame
+        per item; all items must be str, or all bytes-like.
+
+        Concurrent calls from several tasks are serialised; the frames of different
+        messages never interleave. When the peer does not read, :meth:`send` waits
+        (backpressure). Cancelling :meth:`send` while its data is being written
+        fails the connection, since part of a frame may have gone out.
+
+        Raises:
+            ConnectionClosed: the connection is closed or closing.
+            TypeError: the message is of an unsupported type.
+        """
+        if isinstance(message, (str, bytes, bytearray, memoryview)):
+            data = _as_payload(message, text)
+            async with self._send_lock:
+                self._check_open()
+                await self._write(self._proto.send_data(data))
+            return
+        if isinstance(message, Mapping):
+            raise TypeError("data is a dict-like object")
+        if isinstance(message, AsyncIterable):
+            async with self._send_lock:
+                await self._send_fragments(message.__aiter__(), text)
+            return
+        if isinstance(message, Iterable):
+            async with self._send_lock:
+                await self._send_fragments(_aiter(message), text)
+            return
+        raise TypeError(
+            f"data must be str, bytes-like or iterable, not {type(message).__name__}"
+        )
+
+    async def _send_fragments(
+        self, fragments: AsyncIterator[Any], text: bool | None
+    ) -> None:
+        try:
+            current = await fragments.__anext__()
+        except StopAsyncIteration:
+            return
+        kind = type(current) is str
+        started = False
+        try:
+            while True:
+                try:
+                    following = await fragments.__anext__()
+                except StopAsyncIteration:
+                    last = True
+                else:
+                    last = False
+                if not isinstance(current, (str, bytes, bytearray, memoryview)) or (
+                    isinstance(current, str) != kind
+                ):
+                    raise TypeError(
+                        "all fragments must be str, or all must be bytes-like"
+                    )
+                self._check_open()
+                frame = self._proto.send_data(_as_payload(current, text), last)
+                started = True
+                await self._write(frame)
+                if last:
+                    return
+                current = following
+        except ConnectionClosed:
+            raise
+        except BaseException:
+            if started:
+                # A fragmented message cannot be withdrawn once begun (section 5.4).
+                with anyio.CancelScope(shield=True):
+                    await self._fail(
+                        CloseCode.INTERNAL_ERROR, "error in fragmented message"
+                    )
+            raise
+
+    def _check_open(self) -> None:
+        proto = self._proto
+        if not proto.can_send_data():
+            raise self._closed_exception()
+
+    async def _write(self, data: bytes) -> None:
+        """Write bytes; map stream errors to ConnectionClosed (rule 4)."""
+        async with self._write_lock:
+            try:
+                await self._stream.send(data)
+            except _STREAM_ERRORS as exc:
+                self._connection_lost(exc)
+                raise self._closed_exception() from exc
+            except BaseException:
+                # Rule 3: cancelled mid-write; the peer may have part of a frame.
+                self._connection_lost(None)
+                self._reader_scope.cancel()
+                with anyio.CancelScope(shield=True):
+                    await anyio.aclose_forcefully(self._stream)
+                raise
+
+    async def ping(self, data: str | bytes | None = None) -> float:
+        """Send a Ping, wait for the matching Pong, and return the round trip.
+
+        Args:
+            data: the payload (at most 125 bytes); random bytes if ``None``.
+
+        Returns:
+            The latency in seconds, also kept in :attr:`latency`.
+
+        Cancelling :meth:`ping` is safe; the Pong, if it comes, is then ignored.
+
+        Raises:
+            ConnectionClosed: the connection is closed or closing.
+            ConcurrencyError: a Ping with the same payload is already waiting.
+        """
+        if data is None:
+            payload = os.urandom(4)
+            while payload in self._pings:  # pragma: no cover - 1 in 2**32
+                payload = os.urandom(4)
+        else:
+            payload = data.encode() if isinstance(data, str) else bytes(data)
+            if len(payload) > 125:
+                raise ValueError("ping payload must be at most 125 bytes")
+            if payload in self._pings:
+                raise ConcurrencyError("already waiting for a pong with the same data")
+        self._check_open()
+        waiter = _Ping(time.monotonic())
+        self._pings[payload] = waiter
+        try:
+            await self._write(self._proto.send_ping(payload))
+            await waiter.event.wait()
+        finally:
+            self._pings.pop(payload, None)
+        if waiter.latency is None:
+            exc = self._closed_exception()
+            raise exc from exc.__cause__
+        return waiter.latency
+
+    async def pong(self, data: str | bytes = b"") -> None:
+        """Send an unsolicited Pong, a one-way heartbeat.
+
+        Raises:
+            ConnectionClosed: the connection is closed or closing.
+        """
+        payload = data.encode() if isinstance(data, str) else bytes(data)
+        if len(payload) > 125:
+            raise ValueError("pong payload must be at most 125 bytes")
+        self._check_open()
+        await self._write(self._proto.send_pong(payload))
+
+    # -- closing --------------------------------------------------------------
+
+    async def close(
+        self, code: int = CloseCode.NORMAL_CLOSURE, reason: str = ""
+    ) -> None:
+        """Perform the closing handshake and wait until the connection is closed.
+
+        Sends a Close frame with ``code`` and ``reason``, waits up to
+        ``close_timeout`` for the peer's Close and for TCP to close, then aborts the
+        connection if needed. Messages received before the Close frame was sent can
+        still be read with :meth:`recv`; data the peer sends after it is dropped.
+
+        Calling it again, or on a closed connection, waits for the end and returns.
+
+        Raises:
+            ValueError: ``code`` may not be sent (e.g. 1005, 1006, 999).
+        """
+        if not is_sendable_code(code):
+            raise ValueError(f"invalid close code: {code}")
+        if len(reason.encode()) > 123:
+            raise ValueError("close reason must be at most 123 bytes in UTF-8")
+        proto = self._protocol
+        if proto is not None and proto.can_send_data():
+            self._local_close = True
+            self._assembler.discard_incomplete()
+            self._assembler.stop_pausing()
+            try:
+                await self._write(proto.send_close(code, reason))
+            except ConnectionClosed:
+                pass
+        await self._wait_closed_or_abort()
+
+    async def aclose(self) -> None:
+        """Close the connection with code 1000 (anyio's AsyncResource)."""
+        await self.close()
+
+    async def _fail(self, code: int, reason: str) -> None:
+        """Fail the connection: send a Close frame with an error code, then end."""
+        proto = self._protocol
+        if proto is not None and proto.can_send_data():
+            self._local_close = True
+            self._assembler.stop_pausing()
+            try:
+                await self._write(proto.send_close(code, reason))
+            except ConnectionClosed:
+                pass
+        await self._wait_closed_or_abort()
+
+    async def _wait_closed_or_abort(self) -> None:
+        with anyio.move_on_after(self.close_timeout):
+            await self._closed.wait()
+        if not self._closed.is_set():
+            self.logger.debug("close timeout; aborting the connection")
+            self._reader_scope.cancel()
+            await self._closed.wait()
+
+    async def wait_closed(self) -> None:
+        """Wait until the TCP connection is closed."""
+        await self._closed.wait()
+
+    def _connection_lost(self, exc: BaseException | None) -> None:
+        if self._lost_cause is None and exc is not None:
+            self._lost_cause = exc
+        if self._protocol is not None:
+            self._protocol.connection_lost()
+
+    # -- the reader task (rule 1) ---------------------------------------------
+
+    async def _reader(self) -> None:
+        proto = self._proto
+        try:
+            with self._reader_scope:
+                if self._initial:
+                    await self._received(self._initial)
+                    self._initial = b""
+                if not (proto.close_rcvd or proto.failure):
+                    await self._read_frames()
+                await self._finish_closing()
+        except ConnectionClosed:
+            pass
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._teardown()
+
+    async def _received(self, data: bytes) -> None:
+        out = self._proto.receive_data(data)
+        if out:
+            await self._write(out)
+
+    async def _read_frames(self) -> None:
+        proto = self._proto
+        stream = self._stream
+        assembler = self._assembler
+        while True:
+            try:
+                data = await stream.receive(READ_SIZE)
+            except _STREAM_ERRORS as exc:
+                self._connection_lost(
+                    None if isinstance(exc, anyio.EndOfStream) else exc
+                )
+                return
+            out = proto.receive_data(data)
+            if out:
+                await self._write(out)
+            if proto.close_rcvd is not None or proto.failure is not None:
+                return
+            if assembler.paused:
+                await assembler.wait_resume()
+
+    async def _finish_closing(self) -> None:
+        proto = self._proto
+        if proto.state is State.CLOSED:
+            return
+        if proto.failure is not None:
+            self.logger.debug("failing the connection: %s", proto.failure)
+        elif not self.is_client:
+            return  # Rule 5: the server closes TCP first.
+        if proto.failure is not None:
+            try:
+                await self._stream.send_eof()
+            except (NotImplementedError, *_STREAM_ERRORS):
+                pass
+        # Wait for the peer to close TCP, discarding what it still sends.
+        with anyio.move_on_after(self.close_timeout):
+            while True:
+                try:
+                    await self._stream.receive(READ_SIZE)
+                except _STREAM_ERRORS:
+                    return
+
+    async def _teardown(self) -> None:
+        if self._protocol is not None:
+            self._protocol.connection_lost()
+        self._assembler.close()
+        for waiter in self._pings.values():
+            waiter.event.set()  # with no latency: ping() raises ConnectionClosed
+        self._pings.clear()
+        await anyio.aclose_forcefully(self._stream)
+        self._closed.set()
+        self.logger.debug(
+            "connection closed: %s", self._closed_exception() if self._protocol else ""
+        )
+
+    # -- keepalive ------------------------------------------------------------
+
+    async def _keepalive(self) -> None:
+        assert self.ping_interval is not None
+        while True:
+            with anyio.move_on_after(self.ping_interval):
+                await self._closed.wait()
+                return
+            try:
+                with anyio.fail_after(self.ping_timeout):
+                    await self.ping()
+            except TimeoutError:
+                self.logger.debug("keepalive ping timeout; closing the connection")
+                await self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+                return
+            except ConnectionClosed:
+                return
+
+    # -- context manager ------------------------------------------------------
+
+    async def __aenter__(self) -> Connection:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+class _Ping:
+    """A Ping waiting for its Pong."""
+
+    __slots__ = ("event", "latency", "sent_at")
+
+    def __init__(self, sent_at: float) -> None:
+        self.sent_at = sent_at
+        self.event = anyio.Event()
+        self.latency: float | None = None
+
+
+def _as_payload(
+    data: str | bytes | bytearray | memoryview, text: bool | None
+) -> str | bytes | bytearray | memoryview:
+    if text is None:
+        return data
+    if text:
+        return data if isinstance(data, str) else bytes(data).decode()
+    return data.encode() if isinstance(data, str) else data
+
+
+async def _aiter(items: Iterable[Any]) -> AsyncIterator[Any]:
+    for item in items:
+        yield item
+
+
+@contextlib.contextmanager
+def unwrap_exception_group() -> Iterator[None]:
+    """Re-raise the only exception of an exception group, as itself.
+
+    The task group that an ``async with connect()`` or ``serve()`` owns wraps what
+    its body raises in an exception group; users expect ``except ConnectionClosed``
+    around the block to work, so a group of one is unwrapped.
+    """
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        leaves = _leaves(group)
+        if len(leaves) != 1:
+            raise
+        exc = leaves[0]
+        raise exc from exc.__cause__
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    result: list[BaseException] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            result.extend(_leaves(exc))
+        else:
+            result.append(exc)
+    return result

@@ -1,0 +1,170 @@
+"""Assembling received frames into messages, with backpressure.
+
+The reader task puts every data fragment it receives here; ``recv()`` and
+``recv_streaming()`` take them out. Three rules:
+
+* A message leaves the queue only in one synchronous step, after every await, so a
+  cancelled ``recv()`` loses nothing: the message stays for the next call.
+* When ``max_queue`` complete messages wait unread, :attr:`Assembler.paused` becomes
+  true and the reader stops reading the socket until the application catches up: TCP
+  flow control then slows the peer down. Reading resumes as soon as fewer than
+  ``max_queue`` messages wait.
+* After the connection ends, the messages already complete are still delivered; only
+  then does receiving raise.
+
+Fragments are kept in a list and joined once, so reassembly is linear in the size of
+the message.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING
+
+import anyio
+
+from .exceptions import ConcurrencyError
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+
+class Assembler:
+    """A queue of received fragments, read one message at a time."""
+
+    def __init__(self, max_queue: int | None) -> None:
+        self.max_queue = max_queue
+        self._frames: deque[tuple[str | bytes, bool]] = deque()
+        self._complete = 0  # complete messages in _frames
+        self._wakeup: anyio.Event | None = None  # set on a new frame or on close
+        self._resume: anyio.Event | None = None  # set when the reader may read again
+        self._busy = False  # a task is receiving
+        self.closed = False
+
+    # -- the reader's side ----------------------------------------------------
+
+    def put(self, data: str | bytes, fin: bool) -> None:
+        """Queue one fragment; ``fin`` marks the last one of its message."""
+        self._frames.append((data, fin))
+        if fin:
+            self._complete += 1
+        if self._wakeup is not None:
+            self._wakeup.set()
+            self._wakeup = None
+
+    @property
+    def paused(self) -> bool:
+        """Whether the reader should stop reading until messages are consumed."""
+        return self.max_queue is not None and self._complete >= self.max_queue
+
+    async def wait_resume(self) -> None:
+        """Wait until :attr:`paused` is false."""
+        while self.paused:
+            self._resume = anyio.Event()
+            await self._resume.wait()
+
+    def stop_pausing(self) -> None:
+        """Never pause again (the connection is closing)."""
+        self.max_queue = None
+        self._resumed()
+
+    def close(self) -> None:
+        """No more fragments will arrive; wake whoever waits."""
+        self.closed = True
+        if self._wakeup is not None:
+            self._wakeup.set()
+            self._wakeup = None
+        self.stop_pausing()
+
+    def _resumed(self) -> None:
+        if self._resume is not None and not self.paused:
+            self._resume.set()
+            self._resume = None
+
+    # -- the application's side -------------------------------------------------
+
+    async def _wait(self) -> None:
+        self._wakeup = event = anyio.Event()
+        try:
+            await event.wait()
+        finally:
+            if self._wakeup is event:
+                self._wakeup = None
+
+    async def get(self, decode: bool | None = None) -> str | bytes:
+        """Return the next complete message.
+
+        Raises:
+            EOFError: the connection ended and no complete message is left.
+            ConcurrencyError: another task is receiving.
+        """
+        if self._busy:
+            raise ConcurrencyError(
+                "cannot call recv while another task is already receiving a message"
+            )
+        self._busy = True
+        try:
+            while not self._complete:
+                if self.closed:
+                    raise EOFError("no more messages")
+                await self._wait()
+            frames = self._frames
+            data, fin = frames.popleft()
+            if not fin:
+                parts = [data]
+                while not fin:
+                    data, fin = frames.popleft()
+                    parts.append(data)
+                data = "".join(parts) if type(data) is str else b"".join(parts)  # type: ignore[arg-type]
+            self._complete -= 1
+            if self._resume is not None:
+                self._resumed()
+        finally:
+            self._busy = False
+        if decode is None:
+            return data
+        return _convert(data, decode)
+
+    async def get_iter(self, decode: bool | None = None) -> AsyncIterator[str | bytes]:
+        """Yield the fragments of the next message as they arrive.
+
+        Raises:
+            EOFError: the connection ended before the message did.
+            ConcurrencyError: another task is receiving.
+        """
+        if self._busy:
+            raise ConcurrencyError(
+                "cannot call recv_streaming while another task is already receiving"
+            )
+        self._busy = True
+        try:
+            fin = False
+            while not fin:
+                while not self._frames:
+                    if self.closed:
+                        raise EOFError("connection ended in the middle of a message")
+                    await self._wait()
+                data, fin = self._frames.popleft()
+                if fin:
+                    self._complete -= 1
+                    if self._resume is not None:
+                        self._resumed()
+                yield data if decode is None else _convert(data, decode)
+        finally:
+            self._busy = False
+
+    @property
+    def receiving(self) -> bool:
+        """Whether a task is receiving right now."""
+        return self._busy
+
+    def discard_incomplete(self) -> None:
+        """Drop the fragments of a message that will never be completed."""
+        while self._frames and not self._frames[-1][1]:
+            self._frames.pop()
+
+
+def _convert(data: str | bytes, decode: bool) -> str | bytes:
+    if isinstance(data, str):
+        return data if decode else data.encode()
+    return data.decode() if decode else data

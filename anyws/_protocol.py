@@ -1,0 +1,480 @@
+"""The WebSocket protocol after the handshake: wsproto events turned into decisions.
+
+This is the only module that imports wsproto, and it never awaits. It keeps these
+rules, which wsproto leaves to whoever drives it:
+
+Rule 1: every frame received is answered here. A Ping gets its Pong, a Close gets its
+    Close in reply, and a protocol error gets a Close with the code RFC 6455 section
+    7.4.1 names (1002, 1007, 1009). The bytes to send come back from
+    :meth:`Protocol.receive_data`; the caller writes them.
+
+Rule 2: nothing is sent in a state that forbids it. Data, Ping and Pong go out only
+    while OPEN; Close only once. The checks live in the ``send_*`` methods.
+
+Rule 3: no message grows past ``max_size``. The size is counted per message as frames
+    arrive: from the frame header for uncompressed frames (so a huge frame is refused
+    before its payload arrives) and from the inflated output for compressed ones,
+    whose inflater is never asked for more than the remaining budget.
+
+Rule 4: permessage-deflate (RFC 7692) is ours, not wsproto's: its extension resets the
+    inflater when a Ping or Pong arrives between the fragments of a compressed
+    message, which corrupts the rest of the message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import zlib
+from typing import TYPE_CHECKING
+
+from wsproto.connection import (
+    Connection as _WSConnection,
+    ConnectionState,
+    ConnectionType,
+)
+from wsproto.events import (
+    BytesMessage,
+    CloseConnection,
+    Ping,
+    Pong,
+    TextMessage,
+)
+from wsproto.extensions import Extension
+from wsproto.frame_protocol import CloseReason, Opcode, RsvBits
+
+from .exceptions import PayloadTooBig, ProtocolError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ._handshake import DeflateParams, DeflateSettings
+
+__all__ = ["Close", "CloseCode", "Protocol", "State"]
+
+
+class State(enum.IntEnum):
+    """The state of a WebSocket connection (RFC 6455 sections 4 to 7)."""
+
+    CONNECTING = 0
+    OPEN = 1
+    CLOSING = 2
+    CLOSED = 3
+
+
+class CloseCode(enum.IntEnum):
+    """Close codes registered in RFC 6455 section 7.4.1 and by IANA."""
+
+    NORMAL_CLOSURE = 1000
+    GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
+    UNSUPPORTED_DATA = 1003
+    NO_STATUS_RCVD = 1005
+    ABNORMAL_CLOSURE = 1006
+    INVALID_DATA = 1007
+    POLICY_VIOLATION = 1008
+    MESSAGE_TOO_BIG = 1009
+    MANDATORY_EXTENSION = 1010
+    INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012
+    TRY_AGAIN_LATER = 1013
+    BAD_GATEWAY = 1014
+    TLS_HANDSHAKE = 1015
+
+
+_EXPLANATIONS = {
+    1000: "OK",
+    1001: "going away",
+    1002: "protocol error",
+    1003: "unsupported data",
+    1005: "no status received [internal]",
+    1006: "abnormal closure [internal]",
+    1007: "invalid frame payload data",
+    1008: "policy violation",
+    1009: "message too big",
+    1010: "mandatory extension",
+    1011: "internal error",
+    1012: "service restart",
+    1013: "try again later",
+    1014: "bad gateway",
+    1015: "TLS handshake failure [internal]",
+}
+
+# Section 7.4.1: codes that must never appear in a Close frame.
+_LOCAL_ONLY = frozenset({1005, 1006, 1015})
+
+
+def is_sendable_code(code: int) -> bool:
+    """Whether ``code`` may be sent in a Close frame (sections 7.4.1 and 7.4.2)."""
+    return (code in _EXPLANATIONS and code not in _LOCAL_ONLY) or 3000 <= code <= 4999
+
+
+@dataclasses.dataclass(frozen=True)
+class Close:
+    """The code and reason of a Close frame."""
+
+    code: int
+    reason: str
+
+    def __str__(self) -> str:
+        if 3000 <= self.code < 4000:
+            explanation = "registered"
+        elif 4000 <= self.code < 5000:
+            explanation = "private use"
+        else:
+            explanation = _EXPLANATIONS.get(self.code, "unknown")
+        result = f"{self.code} ({explanation})"
+        if self.reason:
+            result = f"{result} {self.reason}"
+        return result
+
+
+_TEXT = Opcode.TEXT
+_BINARY = Opcode.BINARY
+_CONTINUATION = Opcode.CONTINUATION
+_NO_RSV = RsvBits(False, False, False)
+_RSV1 = RsvBits(True, False, False)
+
+
+class _MessageLimit(Extension):
+    """Counts the bytes of each received message and refuses one over the limit.
+
+    It is always enabled and placed last, so that it sees payloads after inflation.
+    """
+
+    name = "anyws-message-limit"
+
+    def __init__(self, max_size: int | None) -> None:
+        self.max_size = max_size
+        self.size = 0
+        self.compressed = False  # the current message is compressed
+        self.error: PayloadTooBig | None = None
+
+    def enabled(self) -> bool:
+        return True
+
+    def offer(self) -> bool:
+        return False  # pragma: no cover - never negotiated
+
+    def remaining(self) -> int:
+        """How many more bytes the current message may have, or 0 when unlimited."""
+        if self.max_size is None:
+            return 0
+        return max(self.max_size - self.size, 0) + 1
+
+    def too_big(self, size: int) -> CloseReason:
+        assert self.max_size is not None
+        self.error = PayloadTooBig(
+            f"message of at least {size} bytes exceeds limit of {self.max_size} bytes",
+            self.max_size,
+        )
+        return CloseReason.MESSAGE_TOO_BIG
+
+    def frame_inbound_header(
+        self, proto: object, opcode: Opcode, rsv: RsvBits, payload_length: int
+    ) -> CloseReason | RsvBits:
+        if opcode is _TEXT or opcode is _BINARY:
+            self.size = 0
+            self.compressed = rsv.rsv1
+        elif opcode is not _CONTINUATION:
+            return _NO_RSV  # a control frame inside a message changes nothing
+        if not self.compressed and self.max_size is not None:
+            self.size += payload_length
+            if self.size > self.max_size:
+                return self.too_big(self.size)
+        return _NO_RSV
+
+    def frame_inbound_payload_data(
+        self, proto: object, data: bytes
+    ) -> bytes | CloseReason:
+        if self.compressed and self.max_size is not None:
+            self.size += len(data)
+            if self.size > self.max_size:
+                return self.too_big(self.size)
+        return data
+
+    def frame_inbound_complete(self, proto: object, fin: bool) -> None:
+        return None
+
+
+class _PerMessageDeflate(Extension):
+    """permessage-deflate (RFC 7692) with bounded inflation.
+
+    A Ping or Pong between the fragments of a compressed message must not disturb the
+    inflater (section 6.1 applies to data frames only); the state that says whether the
+    current message is compressed therefore lives outside the frame being processed.
+    """
+
+    name = "permessage-deflate"
+
+    def __init__(
+        self,
+        is_client: bool,
+        params: DeflateParams,
+        settings: DeflateSettings,
+        limit: _MessageLimit,
+    ) -> None:
+        if is_client:
+            local_bits, remote_bits = (
+                params.client_max_window_bits,
+                params.server_max_window_bits,
+            )
+            self.local_nct = params.client_no_context_takeover
+            self.remote_nct = params.server_no_context_takeover
+        else:
+            local_bits, remote_bits = (
+                params.server_max_window_bits,
+                params.client_max_window_bits,
+            )
+            self.local_nct = params.server_no_context_takeover
+            self.remote_nct = params.client_no_context_takeover
+        # zlib refuses an 8-bit window for raw deflate; 9 bits reads 8-bit streams and
+        # stays within what the peer allowed us when compressing.
+        self.local_bits = max(local_bits or 15, 9)
+        self.remote_bits = max(remote_bits or 15, 9)
+        self.settings = settings
+        self.limit = limit
+        self.compressor: zlib._Compress | None = None
+        self.decompressor: zlib._Decompress | None = None
+        self.inbound_message_compressed = False
+        self.inbound_frame_is_data = False
+
+    def enabled(self) -> bool:
+        return True
+
+    def offer(self) -> bool:
+        return False  # pragma: no cover - negotiated in anyws._handshake
+
+    def frame_inbound_header(
+        self, proto: object, opcode: Opcode, rsv: RsvBits, payload_length: int
+    ) -> CloseReason | RsvBits:
+        if opcode is _TEXT or opcode is _BINARY:
+            self.inbound_frame_is_data = True
+            self.inbound_message_compressed = rsv.rsv1
+        elif opcode is _CONTINUATION:
+            # Section 6.1: RSV1 is set on the first frame of a message only.
+            if rsv.rsv1:
+                return CloseReason.PROTOCOL_ERROR
+            self.inbound_frame_is_data = True
+        else:
+            # Section 6.1: control frames are never compressed.
+            if rsv.rsv1:
+                return CloseReason.PROTOCOL_ERROR
+            self.inbound_frame_is_data = False
+        return _RSV1
+
+    def frame_inbound_payload_data(
+        self, proto: object, data: bytes
+    ) -> bytes | CloseReason:
+        if not (self.inbound_frame_is_data and self.inbound_message_compressed):
+            return data
+        if self.decompressor is None:
+            self.decompressor = zlib.decompressobj(-self.remote_bits)
+        try:
+            budget = self.limit.remaining()
+            result = self.decompressor.decompress(data, budget)
+        except zlib.error:
+            return CloseReason.INVALID_FRAME_PAYLOAD_DATA
+        if self.decompressor.unconsumed_tail:
+            return self.limit.too_big(self.limit.size + len(result))
+        return result
+
+    def frame_inbound_complete(
+        self, proto: object, fin: bool
+    ) -> bytes | CloseReason | None:
+        if not (fin and self.inbound_frame_is_data and self.inbound_message_compressed):
+            return None
+        self.inbound_message_compressed = False
+        if self.decompressor is None:
+            self.decompressor = zlib.decompressobj(-self.remote_bits)
+        try:
+            # Section 7.2.2: append the empty block that the sender removed.
+            budget = self.limit.remaining()
+            result = self.decompressor.decompress(b"\x00\x00\xff\xff", budget)
+        except zlib.error:
+            return CloseReason.INVALID_FRAME_PAYLOAD_DATA
+        if self.decompressor.unconsumed_tail:
+            return self.limit.too_big(self.limit.size + len(result))
+        if self.remote_nct:
+            self.decompressor = None
+        if result:
+            # The limit saw the payload before this tail; count the tail too.
+            checked = self.limit.frame_inbound_payload_data(proto, result)
+            if isinstance(checked, CloseReason):
+                return checked
+        return result
+
+    def frame_outbound(
+        self, proto: object, opcode: Opcode, rsv: RsvBits, data: bytes, fin: bool
+    ) -> tuple[RsvBits, bytes]:
+        if opcode.iscontrol():
+            return rsv, data
+        if opcode is not _CONTINUATION:
+            rsv = RsvBits(True, rsv.rsv2, rsv.rsv3)
+        if self.compressor is None:
+            self.compressor = zlib.compressobj(
+                self.settings.compress_level,
+                zlib.DEFLATED,
+                -self.local_bits,
+                self.settings.mem_level,
+            )
+        data = self.compressor.compress(data)
+        if fin:
+            # Section 7.2.1: flush, then remove the 0x00 0x00 0xff 0xff tail.
+            data += self.compressor.flush(zlib.Z_SYNC_FLUSH)
+            data = data[:-4]
+            if self.local_nct:
+                self.compressor = None
+        return rsv, data
+
+
+class Protocol:
+    """One side of a WebSocket connection after the handshake.
+
+    Args:
+        is_client: which side this is; clients mask what they send.
+        on_data: called with each data fragment received (``str`` for text) and
+            whether it ends its message.
+        on_pong: called with the payload of each Pong received.
+        deflate: the agreed permessage-deflate parameters, or ``None``.
+        settings: how to compress, when ``deflate`` is set.
+        max_size: the largest message accepted, in bytes; ``None`` for no limit.
+    """
+
+    def __init__(
+        self,
+        is_client: bool,
+        on_data: Callable[[str | bytes, bool], object],
+        on_pong: Callable[[bytes], object],
+        *,
+        deflate: DeflateParams | None = None,
+        settings: DeflateSettings | None = None,
+        max_size: int | None = None,
+    ) -> None:
+        from ._handshake import DeflateSettings
+
+        self.is_client = is_client
+        self._on_data = on_data
+        self._on_pong = on_pong
+        self._limit = _MessageLimit(max_size)
+        extensions: list[Extension] = []
+        if deflate is not None:
+            extensions.append(
+                _PerMessageDeflate(
+                    is_client, deflate, settings or DeflateSettings(), self._limit
+                )
+            )
+        extensions.append(self._limit)
+        kind = ConnectionType.CLIENT if is_client else ConnectionType.SERVER
+        self._ws = _WSConnection(kind, extensions)
+        self.state = State.OPEN
+        self.close_rcvd: Close | None = None
+        self.close_sent: Close | None = None
+        self.close_rcvd_then_sent: bool | None = None
+        self.failure: ProtocolError | PayloadTooBig | None = None
+        """Why this side failed the connection, if it did."""
+
+    def receive_data(self, data: bytes) -> bytes:
+        """Process bytes from the peer; return the bytes to send in answer."""
+        ws = self._ws
+        if self.state is State.CLOSED or ws.state is ConnectionState.REMOTE_CLOSING:
+            return b""  # Section 5.5.1: nothing after a Close frame is processed.
+        if self.failure is not None:
+            return b""
+        ws.receive_data(data)
+        out = b""
+        on_data = self._on_data
+        for event in ws.events():
+            kind = type(event)
+            if kind is TextMessage or kind is BytesMessage:
+                on_data(event.data, event.message_finished)  # type: ignore[attr-defined]
+            elif kind is Ping:
+                if ws.state is ConnectionState.OPEN:
+                    out += ws.send(Pong(event.payload))  # type: ignore[attr-defined]
+            elif kind is Pong:
+                self._on_pong(bytes(event.payload))  # type: ignore[attr-defined]
+            else:
+                assert isinstance(event, CloseConnection)
+                out += self._received_close(event)
+                break
+        return out
+
+    def _received_close(self, event: CloseConnection) -> bytes:
+        ws = self._ws
+        if ws.state is ConnectionState.REMOTE_CLOSING:
+            # The peer starts the closing handshake: echo its code (section 5.5.1).
+            self.close_rcvd = Close(event.code, event.reason or "")
+            self.close_rcvd_then_sent = True
+            code = event.code if event.code != CloseCode.NO_STATUS_RCVD else None
+            self.close_sent = Close(code or CloseCode.NO_STATUS_RCVD, "")
+            self.state = State.CLOSING
+            return ws.send(CloseConnection(code or CloseReason.NO_STATUS_RCVD))
+        if ws.state is ConnectionState.CLOSED:
+            # The peer answers the Close we sent.
+            self.close_rcvd = Close(event.code, event.reason or "")
+            self.close_rcvd_then_sent = False
+            self.state = State.CLOSING
+            return b""
+        # A frame broke the protocol: wsproto reports it as a Close event while the
+        # connection is still open. Fail the connection (section 7.1.7).
+        code = int(event.code)
+        if code == CloseCode.MESSAGE_TOO_BIG and self._limit.error is not None:
+            self.failure = self._limit.error
+            reason = "message too big"
+        else:
+            reason = event.reason or ""
+            if reason == "error in extension":
+                reason = (
+                    "invalid compressed data" if code == 1007 else "bad extension data"
+                )
+            self.failure = ProtocolError(reason, code)
+        if ws.state is ConnectionState.OPEN:
+            self.state = State.CLOSING
+            return self._send_close(code, reason)
+        return b""
+
+    def _send_close(self, code: int, reason: str) -> bytes:
+        data = self._ws.send(CloseConnection(code, reason))
+        sent_reason = reason.encode()[:123].decode(errors="ignore")
+        self.close_sent = Close(code, sent_reason)
+        if self.close_rcvd is not None:
+            self.close_rcvd_then_sent = True
+        return data
+
+    @property
+    def closing_handshake_done(self) -> bool:
+        """Whether Close frames went both ways."""
+        return self.close_rcvd is not None and self.close_sent is not None
+
+    # -- sending (rule 2) ----------------------------------------------------
+
+    def can_send_data(self) -> bool:
+        """Whether data, Ping and Pong frames may be sent now."""
+        return self.state is State.OPEN and self._ws.state is ConnectionState.OPEN
+
+    def send_data(
+        self, data: str | bytes | bytearray | memoryview, fin: bool = True
+    ) -> bytes:
+        """Return one data frame; ``data`` is ``str`` for text frames."""
+        if isinstance(data, str):
+            return self._ws.send(TextMessage(data, message_finished=fin))
+        return self._ws.send(BytesMessage(data, message_finished=fin))  # type: ignore[arg-type]
+
+    def send_ping(self, payload: bytes) -> bytes:
+        """Return a Ping frame."""
+        return self._ws.send(Ping(payload))
+
+    def send_pong(self, payload: bytes) -> bytes:
+        """Return a Pong frame."""
+        return self._ws.send(Pong(payload))
+
+    def send_close(self, code: int, reason: str) -> bytes:
+        """Start the closing handshake; return the Close frame (empty if too late)."""
+        if self._ws.state is not ConnectionState.OPEN:
+            return b""
+        self.state = State.CLOSING
+        return self._send_close(code, reason)
+
+    def connection_lost(self) -> None:
+        """Record that the transport is gone."""
+        self.state = State.CLOSED

@@ -1,0 +1,461 @@
+"""The server: ``serve()``, ``accept()``, :class:`Server` and :class:`ServerConnection`.
+
+A server owns one task group. It runs an accept loop per listener and a task per
+connection; each connection task runs the handshake (TLS included) within
+``open_timeout``, then the handler inside a task group of the connection's own, which
+holds the connection's reader. Whatever one client does ends in that client's task:
+a handshake error is logged at debug level, a handler error at error level, and
+neither reaches the other connections or the server.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+import anyio
+from anyio.abc import ByteStream, SocketAttribute, SocketListener, TaskGroup
+from anyio.streams.tls import TLSStream
+
+from . import _handshake
+from ._client import USER_AGENT
+from ._connection import Connection, unwrap_exception_group
+from ._http import HeadersLike, HeadReader, Request, Response, make_response
+from ._protocol import CloseCode
+from .exceptions import ConnectionClosed, InvalidHandshake
+
+if TYPE_CHECKING:
+    import socket
+    import ssl as ssl_module
+
+__all__ = ["Server", "ServerConnection", "accept", "serve"]
+
+logger = logging.getLogger("anyws.server")
+
+Handler = Callable[["ServerConnection"], Awaitable[None]]
+ProcessRequest = Callable[
+    ["ServerConnection", Request], "Response | None | Awaitable[Response | None]"
+]
+ProcessResponse = Callable[
+    ["ServerConnection", Request, Response],
+    "Response | None | Awaitable[Response | None]",
+]
+SelectSubprotocol = Callable[
+    ["ServerConnection", Sequence[str]], "str | None | Awaitable[str | None]"
+]
+
+
+class ServerConnection(Connection):
+    """The server side of a WebSocket connection, passed to the handler."""
+
+    is_client = False
+
+    def respond(
+        self, status: int, text: str | bytes = "", headers: HeadersLike | None = None
+    ) -> Response:
+        """Build an HTTP response, for ``process_request`` to refuse the handshake.
+
+        ::
+
+            def process_request(connection, request):
+                if request.path == "/healthz":
+                    return connection.respond(200, "OK\\n")
+        """
+        return make_response(status, text, headers)
+
+
+class _Options:
+    """The options of :func:`serve` and :func:`accept`, checked once."""
+
+    def __init__(
+        self,
+        *,
+        ssl: ssl_module.SSLContext | None = None,
+        subprotocols: Sequence[str] | None = None,
+        select_subprotocol: SelectSubprotocol | None = None,
+        process_request: ProcessRequest | None = None,
+        process_response: ProcessResponse | None = None,
+        server_header: str | None = USER_AGENT,
+        compression: Literal["deflate"] | None = "deflate",
+        open_timeout: float | None = 10,
+        ping_interval: float | None = 20,
+        ping_timeout: float | None = 20,
+        close_timeout: float | None = 10,
+        max_size: int | None = 2**20,
+        max_queue: int | None = 16,
+        logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+    ) -> None:
+        if compression not in ("deflate", None):
+            raise ValueError(f"unsupported compression: {compression!r}")
+        self.ssl = ssl
+        self.subprotocols = subprotocols
+        self.select_subprotocol = select_subprotocol
+        self.process_request = process_request
+        self.process_response = process_response
+        self.server_header = server_header
+        self.compression = compression
+        self.open_timeout = open_timeout
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.close_timeout = close_timeout
+        self.max_size = max_size
+        self.max_queue = max_queue
+        self.logger = logger
+        self.deflate_settings = _handshake.DeflateSettings()
+
+    def new_connection(self, stream: ByteStream) -> ServerConnection:
+        return ServerConnection(
+            stream,
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_timeout,
+            close_timeout=self.close_timeout,
+            max_size=self.max_size,
+            max_queue=self.max_queue,
+            logger=self.logger,
+        )
+
+
+async def _call_hook(hook: Callable[..., Any], *args: Any) -> Any:
+    result = hook(*args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+async def _server_handshake(connection: ServerConnection, options: _Options) -> bool:
+    """Run the server side of the opening handshake.
+
+    Returns ``True`` when the connection is open, ``False`` when the request was
+    answered with an HTTP response other than 101.
+    """
+    stream = connection._stream
+    reader = HeadReader(stream)
+    request: Request | None = None
+    try:
+        request = await reader.read_request()
+        connection.request = request
+        response = None
+        if options.process_request is not None:
+            response = await _call_hook(options.process_request, connection, request)
+        deflate = None
+        if response is None:
+            key = _handshake.check_request(request)
+            offered = _handshake.offered_subprotocols(request.headers)
+            if options.select_subprotocol is not None:
+                subprotocol = await _call_hook(
+                    options.select_subprotocol, connection, offered
+                )
+                if subprotocol is not None and subprotocol not in offered:
+                    raise InvalidHandshake(
+                        f"selected a subprotocol not offered: {subprotocol}"
+                    )
+            else:
+                subprotocol = _handshake.select_subprotocol(
+                    offered, options.subprotocols
+                )
+            extensions = None
+            if options.compression is not None:
+                negotiated = _handshake.negotiate_deflate(
+                    request.headers, options.deflate_settings
+                )
+                if negotiated is not None:
+                    extensions, deflate = negotiated
+            response = _handshake.accept_response(
+                key, subprotocol, extensions, options.server_header
+            )
+            connection.subprotocol = subprotocol
+    except InvalidHandshake as exc:
+        connection.logger.debug(
+            "invalid handshake from %s: %s", connection.remote_address, exc
+        )
+        response = _handshake.error_response(exc, options.server_header)
+    if request is not None and options.process_response is not None:
+        replaced = await _call_hook(
+            options.process_response, connection, request, response
+        )
+        if replaced is not None:
+            response = replaced
+    connection.response = response
+    await stream.send(response.serialize())
+    if response.status_code != 101:
+        connection.logger.debug(
+            "handshake refused with HTTP %d for %s",
+            response.status_code,
+            connection.remote_address,
+        )
+        return False
+    connection._open(deflate, options.deflate_settings, bytes(reader.buffer))
+    return True
+
+
+async def _run_handler(connection: ServerConnection, handler: Handler) -> None:
+    """Run ``handler``; close with 1000 after it returns, 1011 after it raises."""
+    with unwrap_exception_group():
+        async with anyio.create_task_group() as task_group:
+            connection._start(task_group)
+            try:
+                await handler(connection)
+            except ConnectionClosed:
+                connection.logger.debug("handler ended on a closed connection")
+            except Exception:
+                connection.logger.error("connection handler failed", exc_info=True)
+                with anyio.CancelScope(shield=True):
+                    await connection.close(CloseCode.INTERNAL_ERROR, "internal error")
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await connection.close()
+
+
+class Server:
+    """A WebSocket server, made by :func:`serve`.
+
+    Attributes:
+        connections: the connections that are open or closing.
+    """
+
+    def __init__(
+        self, listeners: list[SocketListener], handler: Handler, options: _Options
+    ) -> None:
+        self._listeners = listeners
+        self._handler = handler
+        self._options = options
+        self.connections: set[ServerConnection] = set()
+        self._accept_scope = anyio.CancelScope()
+        self._closing = False
+        self._closed = anyio.Event()
+        self._task_group: TaskGroup | None = None
+        self._handlers_done = anyio.Event()
+        self._handlers = 0
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        """The listening sockets."""
+        return [
+            listener.extra(SocketAttribute.raw_socket) for listener in self._listeners
+        ]
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on (the first one, if there are several)."""
+        port: int = self._listeners[0].extra(SocketAttribute.local_port)
+        return port
+
+    def _start(self, task_group: TaskGroup) -> None:
+        self._task_group = task_group
+        for listener in self._listeners:
+            task_group.start_soon(self._accept_loop, listener, name="anyws accept loop")
+
+    async def _accept_loop(self, listener: SocketListener) -> None:
+        assert self._task_group is not None
+        with self._accept_scope:
+            while True:
+                try:
+                    stream = await listener.accept()
+                except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                    return
+                except OSError as exc:
+                    # EMFILE and the like: keep serving the connections we have.
+                    logger.error("error accepting a connection: %s", exc)
+                    await anyio.sleep(0.1)
+                    continue
+                self._handlers += 1
+                self._task_group.start_soon(
+                    self._handle, stream, name="anyws connection"
+                )
+
+    async def _handle(self, stream: ByteStream) -> None:
+        options = self._options
+        connection: ServerConnection | None = None
+        try:
+            try:
+                with anyio.fail_after(options.open_timeout):
+                    if options.ssl is not None:
+                        stream = await TLSStream.wrap(
+                            stream,
+                            server_side=True,
+                            ssl_context=options.ssl,
+                            standard_compatible=False,
+                        )
+                    connection = options.new_connection(stream)
+                    opened = await _server_handshake(connection, options)
+            except TimeoutError:
+                logger.debug("opening handshake timed out")
+                opened = False
+            except (
+                OSError,
+                anyio.BrokenResourceError,
+                anyio.EndOfStream,
+                InvalidHandshake,
+            ) as exc:
+                logger.debug("opening handshake failed: %r", exc)
+                opened = False
+            if not opened or connection is None:
+                await anyio.aclose_forcefully(stream)
+                return
+            self.connections.add(connection)
+            try:
+                await _run_handler(connection, self._handler)
+            finally:
+                self.connections.discard(connection)
+        finally:
+            self._handlers -= 1
+            if self._handlers == 0:
+                self._handlers_done.set()
+                self._handlers_done = anyio.Event()
+
+    async def aclose(self) -> None:
+        """Close the server gracefully.
+
+        Stops accepting connections, closes every open connection with code 1001
+        (going away), waits up to ``close_timeout`` for them, then aborts the rest.
+        """
+        if self._closing:
+            await self._closed.wait()
+            return
+        self._closing = True
+        self._accept_scope.cancel()
+        for listener in self._listeners:
+            await anyio.aclose_forcefully(listener)
+        async with anyio.create_task_group() as task_group:
+            for connection in list(self.connections):
+                task_group.start_soon(connection.close, CloseCode.GOING_AWAY)
+        with anyio.move_on_after(self._options.close_timeout):
+            while self._handlers:
+                await self._handlers_done.wait()
+        if self._handlers and self._task_group is not None:
+            self._task_group.cancel_scope.cancel()
+        self._closed.set()
+
+    def close(self) -> None:
+        """Start closing the server, like :meth:`aclose`, without waiting."""
+        if self._task_group is not None and not self._closing:
+            self._task_group.start_soon(self.aclose)
+
+    async def wait_closed(self) -> None:
+        """Wait until the server is closed."""
+        await self._closed.wait()
+
+    async def serve_forever(self) -> None:
+        """Wait until the server is closed, e.g. by :meth:`aclose` from another task."""
+        await self._closed.wait()
+
+
+@asynccontextmanager
+async def serve(
+    handler: Handler,
+    host: str | Sequence[str] | None = None,
+    port: int = 0,
+    **options: Any,
+) -> AsyncIterator[Server]:
+    """Start a WebSocket server; an async context manager yielding :class:`Server`.
+
+    ::
+
+        async def echo(ws):
+            async for message in ws:
+                await ws.send(message)
+
+        async with anyws.serve(echo, "127.0.0.1", 8765) as server:
+            await server.serve_forever()
+
+    Leaving the block closes the server as :meth:`Server.aclose` does.
+
+    Args:
+        handler: coroutine function called with each :class:`ServerConnection`
+            once its handshake succeeds. When it returns, the connection closes
+            with 1000; when it raises, the error is logged and the connection
+            closes with 1011.
+        host: the interface(s) to listen on; ``None`` for all, IPv4 and IPv6.
+        port: the port; 0 picks a free one (see :attr:`Server.port`).
+        ssl: an :class:`ssl.SSLContext` to serve ``wss://``.
+        subprotocols: subprotocols the server supports, in order of preference.
+        select_subprotocol: ``(connection, offered) -> str | None``, replacing the
+            default choice.
+        process_request: ``(connection, request) -> Response | None``, called before
+            the handshake; return a response to refuse it (for example
+            ``connection.respond(401, "...")``) or ``None`` to continue.
+        process_response: ``(connection, request, response) -> Response | None``,
+            called before the response is sent; it may modify or replace it.
+        server_header: the ``Server`` header; ``None`` leaves it out.
+        compression: ``"deflate"`` accepts permessage-deflate; ``None`` refuses it.
+        open_timeout: limit in seconds for the TLS and WebSocket handshakes.
+        ping_interval, ping_timeout, close_timeout, max_size, max_queue: as for
+            :func:`~anyws.connect`.
+        logger: logger for the connections; ``anyws.server`` by default.
+
+    Hooks may be plain functions or coroutine functions.
+    """
+    opts = _Options(**options)
+    listeners: list[SocketListener] = []
+    hosts: Sequence[str | None] = (
+        [host] if host is None or isinstance(host, str) else host
+    )
+    try:
+        for one_host in hosts:
+            multi = await anyio.create_tcp_listener(
+                local_host=one_host,
+                local_port=port if not listeners else _bound_port(listeners),
+            )
+            listeners.extend(cast("list[SocketListener]", multi.listeners))
+    except BaseException:
+        for listener in listeners:
+            await anyio.aclose_forcefully(listener)
+        raise
+    server = Server(listeners, handler, opts)
+    for listener in listeners:
+        logger.info(
+            "server listening on %s", listener.extra(SocketAttribute.local_address)
+        )
+    with unwrap_exception_group():
+        async with anyio.create_task_group() as task_group:
+            server._start(task_group)
+            try:
+                yield server
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await server.aclose()
+
+
+def _bound_port(listeners: list[SocketListener]) -> int:
+    port: int = listeners[0].extra(SocketAttribute.local_port)
+    return port
+
+
+@asynccontextmanager
+async def accept(stream: ByteStream, **options: Any) -> AsyncIterator[ServerConnection]:
+    """Run the server side of the handshake over an accepted byte stream.
+
+    An async context manager yielding the open :class:`ServerConnection`; leaving
+    the block closes it. Takes the options of :func:`serve` except ``ssl`` (wrap the
+    stream in TLS first if needed).
+
+    Raises:
+        InvalidHandshake: the request was not a valid WebSocket upgrade, or
+            ``process_request`` refused it; the HTTP error was sent already.
+        TimeoutError: the handshake didn't finish within ``open_timeout``.
+    """
+    opts = _Options(**options)
+    connection = opts.new_connection(stream)
+    try:
+        with anyio.fail_after(opts.open_timeout):
+            opened = await _server_handshake(connection, opts)
+    except BaseException:
+        await anyio.aclose_forcefully(stream)
+        raise
+    if not opened:
+        await anyio.aclose_forcefully(stream)
+        assert connection.response is not None
+        raise InvalidHandshake(
+            f"handshake refused with HTTP {connection.response.status_code}"
+        )
+    with unwrap_exception_group():
+        async with anyio.create_task_group() as task_group:
+            connection._start(task_group)
+            try:
+                yield connection
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await connection.close()
