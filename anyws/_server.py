@@ -14,10 +14,10 @@ import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast
 
 import anyio
-from anyio.abc import ByteStream, SocketAttribute, SocketListener, TaskGroup
+from anyio.abc import ByteStream, SocketAttribute, SocketListener, TaskGroup, TaskStatus
 from anyio.streams.tls import TLSStream
 
 from . import _handshake
@@ -30,6 +30,8 @@ from .exceptions import ConnectionClosed, InvalidHandshake
 if TYPE_CHECKING:
     import socket
     import ssl as ssl_module
+
+    from typing_extensions import Unpack
 
 __all__ = ["Server", "ServerConnection", "accept", "serve"]
 
@@ -65,6 +67,25 @@ class ServerConnection(Connection):
                     return connection.respond(200, "OK\\n")
         """
         return make_response(status, text, headers)
+
+
+class ServerOptions(TypedDict, total=False):
+    """The keyword options of :func:`serve` and :func:`accept`."""
+
+    ssl: ssl_module.SSLContext | None
+    subprotocols: Sequence[str] | None
+    select_subprotocol: SelectSubprotocol | None
+    process_request: ProcessRequest | None
+    process_response: ProcessResponse | None
+    server_header: str | None
+    compression: Literal["deflate"] | None
+    open_timeout: float | None
+    ping_interval: float | None
+    ping_timeout: float | None
+    close_timeout: float | None
+    max_size: int | None
+    max_queue: int | None
+    logger: logging.Logger | logging.LoggerAdapter[Any] | None
 
 
 class _Options:
@@ -116,6 +137,12 @@ class _Options:
             max_queue=self.max_queue,
             logger=self.logger,
         )
+
+
+async def _wrap_tls(stream: ByteStream, context: ssl_module.SSLContext) -> ByteStream:
+    return await TLSStream.wrap(
+        stream, server_side=True, ssl_context=context, standard_compatible=False
+    )
 
 
 async def _call_hook(hook: Callable[..., Any], *args: Any) -> Any:
@@ -227,6 +254,7 @@ class Server:
         self._closing = False
         self._closed = anyio.Event()
         self._task_group: TaskGroup | None = None
+        self._host_task_group: TaskGroup | None = None
         self._handlers_done = anyio.Event()
         self._handlers = 0
 
@@ -240,13 +268,16 @@ class Server:
     @property
     def port(self) -> int:
         """The port the server listens on (the first one, if there are several)."""
-        port: int = self._listeners[0].extra(SocketAttribute.local_port)
-        return port
+        return _bound_port(self._listeners)
 
-    def _start(self, task_group: TaskGroup) -> None:
-        self._task_group = task_group
-        for listener in self._listeners:
-            task_group.start_soon(self._accept_loop, listener, name="anyws accept loop")
+    async def _run(self, *, task_status: TaskStatus[None]) -> None:
+        # Connections live in this task group, not in the one of the ``async with``
+        # block, so that aborting them never cancels the application's own code.
+        async with anyio.create_task_group() as task_group:
+            self._task_group = task_group
+            for listener in self._listeners:
+                task_group.start_soon(self._accept_loop, listener, name="anyws accept")
+            task_status.started()
 
     async def _accept_loop(self, listener: SocketListener) -> None:
         assert self._task_group is not None
@@ -273,12 +304,7 @@ class Server:
             try:
                 with anyio.fail_after(options.open_timeout):
                     if options.ssl is not None:
-                        stream = await TLSStream.wrap(
-                            stream,
-                            server_side=True,
-                            ssl_context=options.ssl,
-                            standard_compatible=False,
-                        )
+                        stream = await _wrap_tls(stream, options.ssl)
                     connection = options.new_connection(stream)
                     opened = await _server_handshake(connection, options)
             except TimeoutError:
@@ -310,29 +336,34 @@ class Server:
         """Close the server gracefully.
 
         Stops accepting connections, closes every open connection with code 1001
-        (going away), waits up to ``close_timeout`` for them, then aborts the rest.
+        (going away), waits up to ``close_timeout`` for the connections and their
+        handlers to finish, then cancels the handlers still running.
+
+        Calling it again waits for the first call to finish.
         """
         if self._closing:
             await self._closed.wait()
             return
         self._closing = True
-        self._accept_scope.cancel()
-        for listener in self._listeners:
-            await anyio.aclose_forcefully(listener)
-        async with anyio.create_task_group() as task_group:
-            for connection in list(self.connections):
-                task_group.start_soon(connection.close, CloseCode.GOING_AWAY)
-        with anyio.move_on_after(self._options.close_timeout):
-            while self._handlers:
-                await self._handlers_done.wait()
-        if self._handlers and self._task_group is not None:
-            self._task_group.cancel_scope.cancel()
-        self._closed.set()
+        try:
+            self._accept_scope.cancel()
+            for listener in self._listeners:
+                await anyio.aclose_forcefully(listener)
+            with anyio.move_on_after(self._options.close_timeout):
+                async with anyio.create_task_group() as task_group:
+                    for connection in list(self.connections):
+                        task_group.start_soon(connection.close, CloseCode.GOING_AWAY)
+                while self._handlers:
+                    await self._handlers_done.wait()
+            if self._task_group is not None:
+                self._task_group.cancel_scope.cancel()
+        finally:
+            self._closed.set()
 
     def close(self) -> None:
         """Start closing the server, like :meth:`aclose`, without waiting."""
-        if self._task_group is not None and not self._closing:
-            self._task_group.start_soon(self.aclose)
+        if self._host_task_group is not None and not self._closing:
+            self._host_task_group.start_soon(self.aclose)
 
     async def wait_closed(self) -> None:
         """Wait until the server is closed."""
@@ -348,7 +379,7 @@ async def serve(
     handler: Handler,
     host: str | Sequence[str] | None = None,
     port: int = 0,
-    **options: Any,
+    **options: Unpack[ServerOptions],
 ) -> AsyncIterator[Server]:
     """Start a WebSocket server; an async context manager yielding :class:`Server`.
 
@@ -411,7 +442,8 @@ async def serve(
         )
     with unwrap_exception_group():
         async with anyio.create_task_group() as task_group:
-            server._start(task_group)
+            server._host_task_group = task_group
+            await task_group.start(server._run)
             try:
                 yield server
             finally:
@@ -425,12 +457,14 @@ def _bound_port(listeners: list[SocketListener]) -> int:
 
 
 @asynccontextmanager
-async def accept(stream: ByteStream, **options: Any) -> AsyncIterator[ServerConnection]:
+async def accept(
+    stream: ByteStream, **options: Unpack[ServerOptions]
+) -> AsyncIterator[ServerConnection]:
     """Run the server side of the handshake over an accepted byte stream.
 
     An async context manager yielding the open :class:`ServerConnection`; leaving
-    the block closes it. Takes the options of :func:`serve` except ``ssl`` (wrap the
-    stream in TLS first if needed).
+    the block closes it. Takes the options of :func:`serve`; with ``ssl``, the TLS
+    handshake runs first, within ``open_timeout``.
 
     Raises:
         InvalidHandshake: the request was not a valid WebSocket upgrade, or
@@ -438,9 +472,11 @@ async def accept(stream: ByteStream, **options: Any) -> AsyncIterator[ServerConn
         TimeoutError: the handshake didn't finish within ``open_timeout``.
     """
     opts = _Options(**options)
-    connection = opts.new_connection(stream)
     try:
         with anyio.fail_after(opts.open_timeout):
+            if opts.ssl is not None:
+                stream = await _wrap_tls(stream, opts.ssl)
+            connection = opts.new_connection(stream)
             opened = await _server_handshake(connection, opts)
     except BaseException:
         await anyio.aclose_forcefully(stream)
