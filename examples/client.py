@@ -16,7 +16,7 @@ async def main(uri: str, messages: list[str]) -> None:
     async with anyws.connect(uri) as ws:
         for message in messages:
             await ws.send(message)
-            print(f"< {await ws.recv()}")
+            print("<", await ws.recv())
         print(f"ping: {await ws.ping() * 1000:.2f} ms")
 
 
