@@ -17,6 +17,7 @@ from anyio.streams.tls import TLSStream
 from . import __version__, _handshake
 from ._connection import Connection, unwrap_exception_group
 from ._http import HeadersLike, HeadReader, Response
+from ._streams import lean_stream
 from .exceptions import InvalidStatus, InvalidURI, SecurityError
 
 if TYPE_CHECKING:
@@ -134,7 +135,7 @@ def _redirect(uri: WebSocketURI, location: str) -> WebSocketURI:
 async def _open_stream(
     uri: WebSocketURI, ssl: ssl_module.SSLContext | None, server_hostname: str | None
 ) -> ByteStream:
-    stream: ByteStream = await anyio.connect_tcp(uri.host, uri.port)
+    stream = lean_stream(await anyio.connect_tcp(uri.host, uri.port))
     if uri.secure:
         assert ssl is not None
         try:

@@ -25,6 +25,7 @@ from ._client import USER_AGENT
 from ._connection import Connection, unwrap_exception_group
 from ._http import HeadersLike, HeadReader, Request, Response, make_response
 from ._protocol import CloseCode
+from ._streams import lean_stream
 from .exceptions import ConnectionClosed, InvalidHandshake
 
 if TYPE_CHECKING:
@@ -303,6 +304,7 @@ class Server:
         try:
             try:
                 with anyio.fail_after(options.open_timeout):
+                    stream = lean_stream(stream)
                     if options.ssl is not None:
                         stream = await _wrap_tls(stream, options.ssl)
                     connection = options.new_connection(stream)
