@@ -319,7 +319,7 @@ class Connection:
         if isinstance(message, (str, bytes, bytearray, memoryview)):
             data = _as_payload(message, text)
             async with self._send_lock:
-                self._check_open()
+                await self._check_open()
                 await self._write(self._proto.send_data(data))
             return
         if isinstance(message, Mapping):
@@ -359,7 +359,7 @@ class Connection:
                     raise TypeError(
                         "all fragments must be str, or all must be bytes-like"
                     )
-                self._check_open()
+                await self._check_open()
                 frame = self._proto.send_data(_as_payload(current, text), last)
                 started = True
                 await self._write(frame)
@@ -377,10 +377,19 @@ class Connection:
                     )
             raise
 
-    def _check_open(self) -> None:
-        proto = self._proto
-        if not proto.can_send_data():
-            raise self._closed_exception()
+    async def _check_open(self) -> None:
+        """Raise ConnectionClosed unless data may be sent.
+
+        While the closing handshake runs, wait for it (at most ``close_timeout``) so
+        that the exception carries the codes both sides sent.
+        """
+        if self._proto.can_send_data():
+            return
+        if not self._closed.is_set():
+            with anyio.move_on_after(self.close_timeout):
+                await self._closed.wait()
+        exc = self._closed_exception()
+        raise exc from exc.__cause__
 
     async def _write(self, data: bytes) -> None:
         """Write bytes; map stream errors to ConnectionClosed (rule 4)."""
@@ -423,7 +432,7 @@ class Connection:
                 raise ValueError("ping payload must be at most 125 bytes")
             if payload in self._pings:
                 raise ConcurrencyError("already waiting for a pong with the same data")
-        self._check_open()
+        await self._check_open()
         waiter = _Ping(time.monotonic())
         self._pings[payload] = waiter
         try:
@@ -445,7 +454,7 @@ class Connection:
         payload = data.encode() if isinstance(data, str) else bytes(data)
         if len(payload) > 125:
             raise ValueError("pong payload must be at most 125 bytes")
-        self._check_open()
+        await self._check_open()
         await self._write(self._proto.send_pong(payload))
 
     # -- closing --------------------------------------------------------------
