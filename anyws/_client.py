@@ -16,9 +16,9 @@ from anyio.streams.tls import TLSStream
 
 from . import __version__, _handshake
 from ._connection import Connection, unwrap_exception_group
-from ._http import HeadersLike, HeadReader, Response
+from ._http import Headers, HeadersLike, HeadReader, Response
 from ._streams import lean_stream
-from .exceptions import InvalidStatus, InvalidURI, SecurityError
+from .exceptions import InvalidMessage, InvalidStatus, InvalidURI, SecurityError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -132,6 +132,19 @@ def _redirect(uri: WebSocketURI, location: str) -> WebSocketURI:
     return new
 
 
+_CREDENTIALS = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+
+def _without_credentials(headers: HeadersLike | None) -> Headers | None:
+    if headers is None:
+        return None
+    return Headers(
+        (name, value)
+        for name, value in Headers(headers).raw_items()
+        if name.lower() not in _CREDENTIALS
+    )
+
+
 async def _open_stream(
     uri: WebSocketURI, ssl: ssl_module.SSLContext | None, server_hostname: str | None
 ) -> ByteStream:
@@ -175,7 +188,10 @@ async def _handshake_on(
         compression=compression,
     )
     connection.request = request
-    await stream.send(request.serialize())
+    try:
+        await stream.send(request.serialize())
+    except anyio.BrokenResourceError as exc:
+        raise InvalidMessage("connection lost while sending the HTTP request") from exc
     reader = HeadReader(stream)
     response = await reader.read_response()
     connection.response = response
@@ -221,7 +237,17 @@ async def _connect(uri_text: str, options: dict[str, Any]) -> ClientConnection:
                 and location is not None
                 and given_stream is None
             ):
-                uri = _redirect(uri, location)
+                new_uri = _redirect(uri, location)
+                if (new_uri.secure, new_uri.host, new_uri.port) != (
+                    uri.secure,
+                    uri.host,
+                    uri.port,
+                ):
+                    # Credentials go to the origin they were meant for, no further.
+                    options["additional_headers"] = _without_credentials(
+                        options["additional_headers"]
+                    )
+                uri = new_uri
                 logger.debug("following redirect to %s", uri)
                 continue
             raise

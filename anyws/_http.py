@@ -227,12 +227,14 @@ class HeadReader:
         self.buffer = bytearray(buffer)
 
     async def _fill(self, what: str) -> None:
-        from anyio import EndOfStream
+        from anyio import BrokenResourceError, EndOfStream
 
         try:
             self.buffer += await self.stream.receive(65536)
         except EndOfStream:
             raise InvalidMessage(f"connection closed while reading {what}") from None
+        except BrokenResourceError as exc:
+            raise InvalidMessage(f"connection lost while reading {what}") from exc
 
     async def read_head(self, what: str) -> tuple[str, Headers]:
         """Return the start line and the headers; raise on malformed or oversized."""

@@ -228,8 +228,8 @@ class _PerMessageDeflate(Extension):
             )
             self.local_nct = params.server_no_context_takeover
             self.remote_nct = params.client_no_context_takeover
-        # zlib refuses an 8-bit window for raw deflate; 9 bits reads 8-bit streams and
-        # stays within what the peer allowed us when compressing.
+        # zlib refuses an 8-bit window for raw deflate. The handshake never agrees
+        # to compress with one; inflating with 9 bits reads a peer's 8-bit stream.
         self.local_bits = max(local_bits or 15, 9)
         self.remote_bits = max(remote_bits or 15, 9)
         self.settings = settings

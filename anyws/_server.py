@@ -258,6 +258,7 @@ class Server:
         self._host_task_group: TaskGroup | None = None
         self._handlers_done = anyio.Event()
         self._handlers = 0
+        self._port = _bound_port(listeners)
 
     @property
     def sockets(self) -> list[socket.socket]:
@@ -269,7 +270,7 @@ class Server:
     @property
     def port(self) -> int:
         """The port the server listens on (the first one, if there are several)."""
-        return _bound_port(self._listeners)
+        return self._port
 
     async def _run(self, *, task_status: TaskStatus[None]) -> None:
         # Connections live in this task group, not in the one of the ``async with``
