@@ -257,17 +257,14 @@ class Connection:
             exc = self._closed_exception()
             raise exc from exc.__cause__
 
-    async def __aiter__(self) -> AsyncIterator[str | bytes]:
+    def __aiter__(self) -> AsyncIterator[str | bytes]:
         """Iterate on received messages until the connection closes.
 
         The iteration ends quietly on a normal close (1000 or 1001) and raises
-        :exc:`~anyws.ConnectionClosedError` otherwise.
+        :exc:`~anyws.ConnectionClosedError` otherwise. Leaving the loop early is
+        fine: no message is lost and nothing is left unfinished.
         """
-        try:
-            while True:
-                yield await self.recv()
-        except ConnectionClosedOK:
-            return
+        return _Messages(self)
 
     def _on_data(self, data: str | bytes, fin: bool) -> None:
         if self._local_close:
@@ -625,6 +622,24 @@ class Connection:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+class _Messages:
+    """The iterator of ``async for message in connection``."""
+
+    __slots__ = ("_connection",)
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def __aiter__(self) -> _Messages:
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        try:
+            return await self._connection.recv()
+        except ConnectionClosedOK:
+            raise StopAsyncIteration from None
 
 
 class _Ping:

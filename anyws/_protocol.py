@@ -318,10 +318,11 @@ class _PerMessageDeflate(Extension):
                 -self.local_bits,
                 self.settings.mem_level,
             )
-        data = self.compressor.compress(data)
+        # Flush every frame, so that a receiver streaming the message can inflate
+        # each fragment as it arrives.
+        data = self.compressor.compress(data) + self.compressor.flush(zlib.Z_SYNC_FLUSH)
         if fin:
-            # Section 7.2.1: flush, then remove the 0x00 0x00 0xff 0xff tail.
-            data += self.compressor.flush(zlib.Z_SYNC_FLUSH)
+            # Section 7.2.1: remove the 0x00 0x00 0xff 0xff tail of the last frame.
             data = data[:-4]
             if self.local_nct:
                 self.compressor = None

@@ -251,7 +251,8 @@ class Server:
         self._handler = handler
         self._options = options
         self.connections: set[ServerConnection] = set()
-        self._accept_scope = anyio.CancelScope()
+        self._accept_scopes: list[anyio.CancelScope] = []
+        self._run_done = anyio.Event()
         self._closing = False
         self._closed = anyio.Event()
         self._task_group: TaskGroup | None = None
@@ -275,15 +276,24 @@ class Server:
     async def _run(self, *, task_status: TaskStatus[None]) -> None:
         # Connections live in this task group, not in the one of the ``async with``
         # block, so that aborting them never cancels the application's own code.
-        async with anyio.create_task_group() as task_group:
-            self._task_group = task_group
-            for listener in self._listeners:
-                task_group.start_soon(self._accept_loop, listener, name="anyws accept")
-            task_status.started()
+        try:
+            async with anyio.create_task_group() as task_group:
+                self._task_group = task_group
+                for listener in self._listeners:
+                    task_group.start_soon(
+                        self._accept_loop, listener, name="anyws accept"
+                    )
+                task_status.started()
+        finally:
+            self._run_done.set()
 
     async def _accept_loop(self, listener: SocketListener) -> None:
         assert self._task_group is not None
-        with self._accept_scope:
+        scope = anyio.CancelScope()
+        self._accept_scopes.append(scope)
+        if self._closing:
+            scope.cancel()
+        with scope:
             while True:
                 try:
                     stream = await listener.accept()
@@ -349,7 +359,8 @@ class Server:
             return
         self._closing = True
         try:
-            self._accept_scope.cancel()
+            for scope in self._accept_scopes:
+                scope.cancel()
             for listener in self._listeners:
                 await anyio.aclose_forcefully(listener)
             with anyio.move_on_after(self._options.close_timeout):
@@ -360,6 +371,9 @@ class Server:
                     await self._handlers_done.wait()
             if self._task_group is not None:
                 self._task_group.cancel_scope.cancel()
+                # Not shielded: called from a handler, this task is among those
+                # cancelled, and waiting for the task group would never end.
+                await self._run_done.wait()
         finally:
             self._closed.set()
 
