@@ -173,6 +173,10 @@ class AsyncioSocketStream(SocketStream):
         self._protocol._wake_reader()
         if self._transport.is_closing():
             return
+        if self._transport.get_write_buffer_size():
+            # Data the peer doesn't read would keep the socket open indefinitely.
+            self._transport.abort()
+            return
         try:
             self._transport.close()
         except RuntimeError:  # pragma: no cover - the loop is closing
