@@ -33,7 +33,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, NoReturn, overload
 
 import anyio
 from anyio.abc import ByteStream, SocketAttribute, TaskGroup
@@ -232,30 +232,30 @@ class Connection:
         try:
             return await self._assembler.get(decode)
         except EOFError:
-            await self._closed.wait()
-            exc = self._closed_exception()
-            raise exc from exc.__cause__
+            await self._raise_closed()
 
-    async def recv_streaming(
-        self, decode: bool | None = None
-    ) -> AsyncIterator[str | bytes]:
+    def recv_streaming(self, decode: bool | None = None) -> AsyncIterator[str | bytes]:
         """Receive the next message fragment by fragment, as the fragments arrive.
 
-        Use it for messages too large to hold in memory at once. Cancelling it in the
-        middle of a message leaves the rest of that message unread: the next
-        receive starts with it.
+        ::
+
+            async for fragment in ws.recv_streaming():
+                sink.write(fragment)
+
+        Use it for messages too large to hold in memory at once. Cancelling it, or
+        leaving the loop, in the middle of a message leaves the rest of that message
+        unread: the next receive starts with it.
 
         Raises:
             ConnectionClosed: the connection closed before the message ended.
             ConcurrencyError: another task is already receiving.
         """
-        try:
-            async for fragment in self._assembler.get_iter(decode):
-                yield fragment
-        except EOFError:
-            await self._closed.wait()
-            exc = self._closed_exception()
-            raise exc from exc.__cause__
+        return _Fragments(self, decode)
+
+    async def _raise_closed(self) -> NoReturn:
+        await self._closed.wait()
+        exc = self._closed_exception()
+        raise exc from exc.__cause__
 
     def __aiter__(self) -> AsyncIterator[str | bytes]:
         """Iterate on received messages until the connection closes.
@@ -327,7 +327,7 @@ class Connection:
             return
         if isinstance(message, Iterable):
             async with self._send_lock:
-                await self._send_fragments(_aiter(message), text)
+                await self._send_fragments(_AsyncIterator(message), text)
             return
         raise TypeError(
             f"data must be str, bytes-like or iterable, not {type(message).__name__}"
@@ -642,6 +642,31 @@ class _Messages:
             raise StopAsyncIteration from None
 
 
+class _Fragments:
+    """The iterator that :meth:`Connection.recv_streaming` returns."""
+
+    __slots__ = ("_connection", "_decode", "_done")
+
+    def __init__(self, connection: Connection, decode: bool | None) -> None:
+        self._connection = connection
+        self._decode = decode
+        self._done = False
+
+    def __aiter__(self) -> _Fragments:
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        if self._done:
+            raise StopAsyncIteration
+        try:
+            data, fin = await self._connection._assembler.get_fragment(self._decode)
+        except EOFError:
+            self._done = True
+            await self._connection._raise_closed()
+        self._done = fin
+        return data
+
+
 class _Ping:
     """A Ping waiting for its Pong."""
 
@@ -663,9 +688,23 @@ def _as_payload(
     return data.encode() if isinstance(data, str) else data
 
 
-async def _aiter(items: Iterable[Any]) -> AsyncIterator[Any]:
-    for item in items:
-        yield item
+class _AsyncIterator:
+    """An async iterator over a sync iterable; unlike an async generator, it needs
+    no finalisation when abandoned half-way."""
+
+    __slots__ = ("_iterator",)
+
+    def __init__(self, items: Iterable[Any]) -> None:
+        self._iterator = iter(items)
+
+    def __aiter__(self) -> _AsyncIterator:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return next(self._iterator)
+        except StopIteration:
+            raise StopAsyncIteration from None
 
 
 @contextlib.contextmanager

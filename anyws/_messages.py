@@ -19,14 +19,10 @@ the message.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING
 
 import anyio
 
 from .exceptions import ConcurrencyError
-
-if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
 
 
 class Assembler:
@@ -125,11 +121,13 @@ class Assembler:
             return data
         return _convert(data, decode)
 
-    async def get_iter(self, decode: bool | None = None) -> AsyncIterator[str | bytes]:
-        """Yield the fragments of the next message as they arrive.
+    async def get_fragment(
+        self, decode: bool | None = None
+    ) -> tuple[str | bytes, bool]:
+        """Return the next fragment and whether it ends its message.
 
         Raises:
-            EOFError: the connection ended before the message did.
+            EOFError: the connection ended and no fragment is left.
             ConcurrencyError: another task is receiving.
         """
         if self._busy:
@@ -138,20 +136,18 @@ class Assembler:
             )
         self._busy = True
         try:
-            fin = False
-            while not fin:
-                while not self._frames:
-                    if self.closed:
-                        raise EOFError("connection ended in the middle of a message")
-                    await self._wait()
-                data, fin = self._frames.popleft()
-                if fin:
-                    self._complete -= 1
-                    if self._resume is not None:
-                        self._resumed()
-                yield data if decode is None else _convert(data, decode)
+            while not self._frames:
+                if self.closed:
+                    raise EOFError("no more fragments")
+                await self._wait()
+            data, fin = self._frames.popleft()
+            if fin:
+                self._complete -= 1
+                if self._resume is not None:
+                    self._resumed()
         finally:
             self._busy = False
+        return (data if decode is None else _convert(data, decode)), fin
 
     @property
     def receiving(self) -> bool:
