@@ -32,14 +32,17 @@ import os
 import sys
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn, overload
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import ByteStream, SocketAttribute, TaskGroup
 
 from ._messages import Assembler
 from ._protocol import CloseCode, Protocol, State, is_sendable_code
+from ._streams import AsyncioSocketStream
 from .exceptions import (
     ConcurrencyError,
     ConnectionClosed,
@@ -71,11 +74,47 @@ _STREAM_ERRORS = (
 _OK_CODES = frozenset({1000, 1001, 1005})
 
 
-def _new_lock() -> anyio.Lock:
-    try:
-        return anyio.Lock(fast_acquire=True)
-    except TypeError:  # pragma: no cover - anyio < 4.5
-        return anyio.Lock()
+class _Lock:
+    """A lock that costs nothing when nobody else holds it.
+
+    Unlike :class:`anyio.Lock`, acquiring a free lock does not checkpoint: the
+    sends it protects checkpoint anyway when they write. Waiters are served in
+    order, and a cancelled waiter gives up its place, or the lock if it was
+    handed over already.
+    """
+
+    __slots__ = ("_locked", "_waiters")
+
+    def __init__(self) -> None:
+        self._locked = False
+        self._waiters: deque[anyio.Event] = deque()
+
+    def locked(self) -> bool:
+        return self._locked
+
+    async def __aenter__(self) -> None:
+        if not self._locked:
+            self._locked = True
+            return
+        event = anyio.Event()
+        self._waiters.append(event)
+        try:
+            await event.wait()
+        except BaseException:
+            if event.is_set():
+                self._release()  # handed over while being cancelled: pass it on
+            else:
+                self._waiters.remove(event)
+            raise
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        if self._waiters:
+            self._waiters.popleft().set()  # the lock passes on, still locked
+        else:
+            self._locked = False
 
 
 class Connection:
@@ -121,8 +160,8 @@ class Connection:
         """Round trip of the last Ping answered, in seconds; 0 before the first."""
         self._protocol: Protocol | None = None
         self._assembler = Assembler(max_queue)
-        self._send_lock = _new_lock()
-        self._write_lock = _new_lock()
+        self._send_lock = _Lock()
+        self._write_lock = _Lock()
         self._pings: dict[bytes, _Ping] = {}
         self._closed = anyio.Event()
         self._reader_scope = anyio.CancelScope()
@@ -391,8 +430,20 @@ class Connection:
     async def _write(self, data: bytes) -> None:
         """Write bytes; map stream errors to ConnectionClosed (rule 4)."""
         async with self._write_lock:
+            stream = self._stream
             try:
-                await self._stream.send(data)
+                if type(stream) is AsyncioSocketStream:
+                    # It buffers all of ``data`` before its first await: a
+                    # cancellation never leaves part of a frame unwritten.
+                    await stream.send(data)
+                    return
+                # Cancelled before a byte went out, the connection is still whole.
+                await anyio.lowlevel.checkpoint_if_cancelled()
+            except _STREAM_ERRORS as exc:
+                self._connection_lost(exc)
+                raise self._closed_exception() from exc
+            try:
+                await stream.send(data)
             except _STREAM_ERRORS as exc:
                 self._connection_lost(exc)
                 raise self._closed_exception() from exc
@@ -475,16 +526,7 @@ class Connection:
             raise ValueError(f"invalid close code: {code}")
         if len(reason.encode()) > 123:
             raise ValueError("close reason must be at most 123 bytes in UTF-8")
-        proto = self._protocol
-        if proto is not None and proto.can_send_data():
-            self._local_close = True
-            self._assembler.discard_incomplete()
-            self._assembler.stop_pausing()
-            try:
-                await self._write(proto.send_close(code, reason))
-            except ConnectionClosed:
-                pass
-        await self._wait_closed_or_abort()
+        await self._close(code, reason)
 
     async def aclose(self) -> None:
         """Close the connection with code 1000 (anyio's AsyncResource)."""
@@ -492,18 +534,23 @@ class Connection:
 
     async def _fail(self, code: int, reason: str) -> None:
         """Fail the connection: send a Close frame with an error code, then end."""
-        proto = self._protocol
-        if proto is not None and proto.can_send_data():
-            self._local_close = True
-            self._assembler.stop_pausing()
-            try:
-                await self._write(proto.send_close(code, reason))
-            except ConnectionClosed:
-                pass
-        await self._wait_closed_or_abort()
+        await self._close(code, reason)
 
-    async def _wait_closed_or_abort(self) -> None:
+    async def _close(self, code: int, reason: str) -> None:
+        # Writing the Close frame counts against close_timeout too: a peer that
+        # does not read would otherwise hold it up forever.
+        proto = self._protocol
+        if proto is None:
+            return
         with anyio.move_on_after(self.close_timeout):
+            if proto.can_send_data():
+                self._local_close = True
+                self._assembler.discard_incomplete()
+                self._assembler.stop_pausing()
+                try:
+                    await self._write(proto.send_close(code, reason))
+                except ConnectionClosed:
+                    pass
             await self._closed.wait()
         if not self._closed.is_set():
             self.logger.debug("close timeout; aborting the connection")
@@ -547,6 +594,11 @@ class Connection:
         proto = self._proto
         stream = self._stream
         assembler = self._assembler
+        if isinstance(stream, AsyncioSocketStream):
+            await self._read_pushed(stream)
+            if proto.close_rcvd is not None or proto.failure is not None:
+                return
+            # End of stream or connection lost: the loop below reports which.
         while True:
             try:
                 data = await stream.receive(READ_SIZE)
@@ -562,6 +614,32 @@ class Connection:
                 return
             if assembler.paused:
                 await assembler.wait_resume()
+
+    async def _read_pushed(self, stream: AsyncioSocketStream) -> None:
+        """The direct path: process bytes as the event loop reads them.
+
+        Data frames go to the assembler and Pongs out to the peer without a task
+        switch; this task only wakes up when the closing handshake starts, when the
+        connection fails, or at the end of the stream.
+        """
+        proto = self._proto
+        assembler = self._assembler
+
+        def pushed(data: bytes) -> bool:
+            out = proto.receive_data(data)
+            if out:
+                stream.send_nowait(out)  # whole frames; a write never splits one
+            if proto.close_rcvd is not None or proto.failure is not None:
+                return False
+            if assembler.paused:
+                stream.pause_reading()
+            return True
+
+        assembler.on_resume = stream.resume_reading
+        try:
+            await stream.push_to(pushed)
+        finally:
+            assembler.on_resume = None
 
     async def _finish_closing(self) -> None:
         proto = self._proto

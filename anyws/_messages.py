@@ -19,10 +19,14 @@ the message.
 from __future__ import annotations
 
 from collections import deque
+from typing import TYPE_CHECKING
 
 import anyio
 
 from .exceptions import ConcurrencyError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 class Assembler:
@@ -36,6 +40,8 @@ class Assembler:
         self._resume: anyio.Event | None = None  # set when the reader may read again
         self._busy = False  # a task is receiving
         self.closed = False
+        self.on_resume: Callable[[], object] | None = None
+        """Called when :attr:`paused` may have become false (for a direct reader)."""
 
     # -- the reader's side ----------------------------------------------------
 
@@ -73,9 +79,13 @@ class Assembler:
         self.stop_pausing()
 
     def _resumed(self) -> None:
-        if self._resume is not None and not self.paused:
+        if self.paused:
+            return
+        if self._resume is not None:
             self._resume.set()
             self._resume = None
+        if self.on_resume is not None:
+            self.on_resume()
 
     # -- the application's side -------------------------------------------------
 
@@ -113,7 +123,7 @@ class Assembler:
                     parts.append(data)
                 data = "".join(parts) if type(data) is str else b"".join(parts)  # type: ignore[arg-type]
             self._complete -= 1
-            if self._resume is not None:
+            if self._resume is not None or self.on_resume is not None:
                 self._resumed()
         finally:
             self._busy = False
@@ -143,7 +153,7 @@ class Assembler:
             data, fin = self._frames.popleft()
             if fin:
                 self._complete -= 1
-                if self._resume is not None:
+                if self._resume is not None or self.on_resume is not None:
                     self._resumed()
         finally:
             self._busy = False

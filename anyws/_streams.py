@@ -17,6 +17,12 @@ connection that reads small messages one at a time, that is most of its cost.
   write buffer is above its high-water mark. A cancelled ``send()`` therefore never
   leaves part of its data unwritten: it is all in the transport's buffer.
 
+It also offers a direct path, which :class:`~anyws._connection.Connection` uses when
+the stream has it: :meth:`AsyncioSocketStream.push_to` delivers received bytes to a
+callback as the transport reads them, without waking a reader task for each chunk,
+and :meth:`AsyncioSocketStream.send_nowait` writes a whole frame at once (a Pong,
+say) from inside that callback.
+
 Any other stream (trio, TLS, Unix sockets, memory streams) is returned unchanged.
 This module is the only place in anyws that knows about asyncio.
 """
@@ -32,6 +38,7 @@ from anyio.abc import ByteStream, SocketStream
 
 if TYPE_CHECKING:
     import socket
+    from collections.abc import Callable
 
 __all__ = ["AsyncioSocketStream", "lean_stream"]
 
@@ -56,6 +63,8 @@ class _Protocol(asyncio.Protocol):
         self.writing_paused = False
         self.read_waiter: asyncio.Future[None] | None = None
         self.drain_waiter: asyncio.Future[None] | None = None
+        self.push: Callable[[bytes], bool] | None = None
+        self.push_waiter: asyncio.Future[None] | None = None
 
     def _wake_reader(self) -> None:
         waiter = self.read_waiter
@@ -72,6 +81,16 @@ class _Protocol(asyncio.Protocol):
                 waiter.set_result(None)
 
     def data_received(self, data: bytes) -> None:
+        push = self.push
+        if push is not None:
+            try:
+                more = push(data)
+            except BaseException as exc:  # surfaces in push_to()
+                self._stop_push(exc)
+                return
+            if not more:
+                self._stop_push(None)
+            return
         self.buffer.append(data)
         self.buffered += len(data)
         if self.buffered > HIGH_WATER and not self.reading_paused:
@@ -83,6 +102,7 @@ class _Protocol(asyncio.Protocol):
     def eof_received(self) -> bool:
         self.eof = True
         self._wake_reader()
+        self._stop_push(None)
         return True  # keep the transport open for writing (half-close)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -91,6 +111,18 @@ class _Protocol(asyncio.Protocol):
             self.exception = exc
         self._wake_reader()
         self._wake_writer()
+        self._stop_push(None)
+
+    def _stop_push(self, exc: BaseException | None) -> None:
+        self.push = None
+        waiter = self.push_waiter
+        if waiter is not None:
+            self.push_waiter = None
+            if not waiter.done():
+                if exc is None:
+                    waiter.set_result(None)
+                else:
+                    waiter.set_exception(exc)
 
     def pause_writing(self) -> None:
         self.writing_paused = True
@@ -141,6 +173,52 @@ class AsyncioSocketStream(SocketStream):
             protocol.reading_paused = False
             self._transport.resume_reading()
         return data
+
+    async def push_to(self, callback: Callable[[bytes], bool]) -> None:
+        """Deliver received bytes to ``callback`` until it returns false.
+
+        The callback runs inside the event loop's read handler; it must not block.
+        Returns when the callback returned false, or at end of stream or when the
+        connection is lost (then :meth:`receive` tells which); an exception the
+        callback raised propagates from here. Bytes already buffered are delivered
+        first.
+        """
+        protocol = self._protocol
+        while protocol.buffer:
+            data = protocol.buffer.popleft()
+            protocol.buffered -= len(data)
+            if not callback(data):
+                return
+        if protocol.eof or protocol.lost or self._closed:
+            return
+        protocol.push = callback
+        protocol.push_waiter = waiter = protocol.loop.create_future()
+        try:
+            await waiter
+        finally:
+            protocol.push = None
+            protocol.push_waiter = None
+
+    def pause_reading(self) -> None:
+        """Stop reading the socket (backpressure while in :meth:`push_to`)."""
+        if not self._protocol.reading_paused and not self._transport.is_closing():
+            self._protocol.reading_paused = True
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        """Read the socket again after :meth:`pause_reading`."""
+        if self._protocol.reading_paused and not self._transport.is_closing():
+            self._protocol.reading_paused = False
+            self._transport.resume_reading()
+
+    def send_nowait(self, data: bytes) -> None:
+        """Write ``data`` at once, whatever the write buffer holds.
+
+        For small control frames only: the write buffer may exceed its high-water
+        mark by that much.
+        """
+        if not self._closed and not self._transport.is_closing():
+            self._transport.write(data)
 
     def _no_data(self) -> bytes:
         exception = self._protocol.exception

@@ -1,0 +1,255 @@
+"""The fast frame path against wsproto's, and compiled masking against pure Python.
+
+Property-based: hypothesis generates byte streams of valid and broken frames, split
+at random, and each is fed to two :class:`anyws._protocol.Protocol` objects, one with
+the fast path and one without. Everything observable must match: the messages
+delivered, the bytes sent back (Pongs, Close frames), the close codes and failures.
+No sockets and no event loop are involved.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import Any
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from anyws import _frames
+from anyws._protocol import Protocol, _Masker
+
+MASK_KEYS = st.binary(min_size=4, max_size=4)
+
+
+class TestMask:
+    @given(data=st.binary(max_size=5000), key=MASK_KEYS)
+    def test_compiled_equals_pure_python(self, data: bytes, key: bytes) -> None:
+        assert _frames.apply_mask(data, key) == _frames._apply_mask_python(data, key)
+
+    @given(data=st.binary(max_size=300), key=MASK_KEYS)
+    def test_mask_is_an_involution(self, data: bytes, key: bytes) -> None:
+        assert _frames.apply_mask(_frames.apply_mask(data, key), key) == data
+
+    @given(
+        data=st.binary(max_size=2000),
+        key=MASK_KEYS,
+        cuts=st.lists(st.integers(0, 2000), max_size=6),
+    )
+    def test_chunked_masker_continues_the_mask(
+        self, data: bytes, key: bytes, cuts: list[int]
+    ) -> None:
+        masker = _Masker(key)
+        bounds = sorted({0, len(data), *(c for c in cuts if c <= len(data))})
+        out = b"".join(
+            bytes(masker.process(bytearray(data[a:b])))
+            for a, b in zip(bounds, bounds[1:], strict=False)
+        )
+        assert out == _frames._apply_mask_python(data, key)
+
+    def test_accepts_every_bytes_like(self) -> None:
+        key = b"\x01\x02\x03\x04"
+        expected = _frames._apply_mask_python(b"abcdefgh", key)
+        for data in (b"abcdefgh", bytearray(b"abcdefgh"), memoryview(b"abcdefgh")):
+            assert _frames.apply_mask(data, key) == expected
+
+    def test_rejects_a_bad_key(self) -> None:
+        if not _frames.speedups:
+            pytest.skip("the compiled routine isn't built")
+        with pytest.raises(ValueError, match="4 bytes"):
+            _frames.apply_mask(b"data", b"abc")
+
+
+def raw_frame(
+    opcode: int,
+    payload: bytes,
+    *,
+    fin: bool = True,
+    rsv: int = 0,
+    masked: bool,
+    wide: int = 0,
+) -> bytes:
+    """A frame; ``wide`` forces a 2-byte (1) or 8-byte (2) length, even if too long."""
+    head = bytes([(0x80 if fin else 0) | (rsv << 4) | opcode])
+    bit = 0x80 if masked else 0
+    size = len(payload)
+    if size < 126 and wide == 0:
+        head += bytes([bit | size])
+    elif size < 65536 and wide <= 1:
+        head += bytes([bit | 126]) + struct.pack("!H", size)
+    else:
+        head += bytes([bit | 127]) + struct.pack("!Q", size)
+    if not masked:
+        return head + payload
+    key = os.urandom(4)
+    return head + key + _frames._apply_mask_python(payload, key)
+
+
+TEXTS = st.one_of(
+    st.text(max_size=40).map(str.encode),
+    st.binary(max_size=40),  # mostly invalid UTF-8
+    st.sampled_from([b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xc0\xaf", b"\xe2\x82"]),
+)
+
+
+@st.composite
+def frames(draw: st.DrawFn, masked: bool) -> bytes:
+    kind = draw(st.sampled_from(["text", "binary", "control", "unmasked", "odd"]))
+    if kind == "text":
+        payload = draw(TEXTS)
+        return raw_frame(
+            1,
+            payload,
+            fin=draw(st.booleans()),
+            masked=masked,
+            wide=draw(st.sampled_from([0, 0, 0, 1, 2])),
+        )
+    if kind == "binary":
+        payload = draw(st.binary(max_size=300))
+        return raw_frame(
+            2,
+            payload,
+            fin=draw(st.booleans()),
+            masked=masked,
+            wide=draw(st.sampled_from([0, 0, 0, 1, 2])),
+        )
+    if kind == "control":
+        opcode = draw(st.sampled_from([0, 8, 9, 10]))
+        payload = draw(st.binary(max_size=130))
+        if opcode == 8 and draw(st.booleans()):
+            code = draw(st.sampled_from([1000, 1001, 1005, 1011, 3000, 999, 5000]))
+            payload = struct.pack("!H", code) + draw(TEXTS)
+        return raw_frame(opcode, payload[:125], fin=draw(st.booleans()), masked=masked)
+    if kind == "unmasked":
+        # A plain data frame with the wrong masking for its direction.
+        return raw_frame(draw(st.sampled_from([1, 2])), b"abcd", masked=not masked)
+    # Reserved bits, reserved opcodes, either masking.
+    return raw_frame(
+        draw(st.sampled_from([1, 2, 3, 0xB])),
+        draw(st.binary(max_size=20)),
+        rsv=draw(st.integers(0, 7)),
+        masked=draw(st.booleans()),
+    )
+
+
+class Recorder:
+    """A protocol and everything it reported."""
+
+    def __init__(self, is_client: bool, fast: bool, max_size: int | None) -> None:
+        self.events: list[Any] = []
+        self.protocol = Protocol(
+            is_client,
+            lambda data, fin: self.events.append(("data", data, fin)),
+            lambda payload: self.events.append(("pong", payload)),
+            max_size=max_size,
+        )
+        self.protocol._fast = fast
+        self.sent = b""
+
+    def feed(self, data: bytes) -> None:
+        self.sent += self.protocol.receive_data(data)
+
+    def summary(self) -> Any:
+        protocol = self.protocol
+        failure = protocol.failure
+        return (
+            _merge_fragments(self.events),
+            unmask_all(self.sent),
+            protocol.state,
+            protocol.close_rcvd,
+            protocol.close_sent,
+            None if failure is None else (type(failure), getattr(failure, "code", 0)),
+        )
+
+
+def _merge_fragments(events: list[Any]) -> list[Any]:
+    # The fast path delivers whole messages where wsproto may deliver the same
+    # message in pieces; what the application receives is the joined message.
+    merged: list[Any] = []
+    pending: list[Any] = []
+    for event in events:
+        if event[0] != "data":
+            merged.append(event)
+            continue
+        pending.append(event[1])
+        if event[2]:
+            first = pending[0]
+            merged.append(
+                (
+                    "message",
+                    "".join(pending) if isinstance(first, str) else b"".join(pending),
+                )
+            )
+            pending = []
+    if pending:
+        merged.append(("partial", len(pending)))
+    return merged
+
+
+def unmask_all(data: bytes) -> list[tuple[int, bytes]]:
+    """Decode the frames a protocol sent, unmasking them."""
+    frames_: list[tuple[int, bytes]] = []
+    position = 0
+    while position < len(data):
+        first, second = data[position], data[position + 1]
+        size = second & 0x7F
+        position += 2
+        if size == 126:
+            (size,) = struct.unpack("!H", data[position : position + 2])
+            position += 2
+        elif size == 127:
+            (size,) = struct.unpack("!Q", data[position : position + 8])
+            position += 8
+        if second & 0x80:
+            key = data[position : position + 4]
+            position += 4
+            payload = _frames._apply_mask_python(data[position : position + size], key)
+        else:
+            payload = data[position : position + size]
+        position += size
+        frames_.append((first, payload))
+    return frames_
+
+
+class TestFastPathMatchesWsproto:
+    @settings(max_examples=300, deadline=None)
+    @given(
+        data=st.data(),
+        is_client=st.booleans(),
+        max_size=st.sampled_from([None, 0, 10, 200, 2**20]),
+    )
+    def test_same_results_on_any_stream(
+        self, data: st.DataObject, is_client: bool, max_size: int | None
+    ) -> None:
+        stream = b"".join(data.draw(st.lists(frames(masked=not is_client), max_size=8)))
+        cuts = sorted(set(data.draw(st.lists(st.integers(0, len(stream)), max_size=5))))
+        bounds = [0, *cuts, len(stream)]
+        fast = Recorder(is_client, True, max_size)
+        slow = Recorder(is_client, False, max_size)
+        for a, b in zip(bounds, bounds[1:], strict=False):
+            fast.feed(stream[a:b])
+            slow.feed(stream[a:b])
+        assert fast.summary() == slow.summary()
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        message=st.one_of(st.text(max_size=70000), st.binary(max_size=70000)),
+        is_client=st.booleans(),
+    )
+    def test_serialize_matches_wsproto(
+        self, message: str | bytes, is_client: bool
+    ) -> None:
+        fast = Protocol(is_client, lambda d, f: None, lambda p: None)
+        slow = Protocol(is_client, lambda d, f: None, lambda p: None)
+        slow._fast = False
+        assert unmask_all(fast.send_data(message)) == unmask_all(
+            slow.send_data(message)
+        )
+
+    def test_serialize_accepts_any_memoryview(self) -> None:
+        data = memoryview(bytes(range(16))).cast("I")
+        strided = memoryview(bytes(range(16)))[::2]
+        assert unmask_all(_frames.serialize(data, True)) == [(0x82, bytes(range(16)))]
+        assert unmask_all(_frames.serialize(strided, False)) == [
+            (0x82, bytes(range(0, 16, 2)))
+        ]
