@@ -647,14 +647,15 @@ class Connection:
             return
         if proto.failure is not None:
             self.logger.debug("failing the connection: %s", proto.failure)
-        elif not self.is_client:
-            return  # Rule 5: the server closes TCP first.
-        if proto.failure is not None:
+            # The Close frame goes out ahead of a FIN, so that the peer reads it
+            # even if unread data makes our close of TCP a reset.
             try:
                 await self._stream.send_eof()
             except (NotImplementedError, *_STREAM_ERRORS):
                 pass
-        # Wait for the peer to close TCP, discarding what it still sends.
+        if not self.is_client:
+            return  # Rule 5: the server closes TCP first (sections 7.1.1, 7.1.7).
+        # Wait for the server to close TCP, discarding what it still sends.
         with anyio.move_on_after(self.close_timeout):
             while True:
                 try:

@@ -456,15 +456,15 @@ class Protocol:
         ws = self._ws
         if ws.state is ConnectionState.REMOTE_CLOSING:
             # The peer starts the closing handshake: echo its code (section 5.5.1).
-            self.close_rcvd = Close(event.code, event.reason or "")
+            self.close_rcvd = Close(int(event.code), event.reason or "")
             self.close_rcvd_then_sent = True
             code = event.code if event.code != CloseCode.NO_STATUS_RCVD else None
-            self.close_sent = Close(code or CloseCode.NO_STATUS_RCVD, "")
+            self.close_sent = Close(int(code or CloseCode.NO_STATUS_RCVD), "")
             self.state = State.CLOSING
             return ws.send(CloseConnection(code or CloseReason.NO_STATUS_RCVD))
         if ws.state is ConnectionState.CLOSED:
             # The peer answers the Close we sent.
-            self.close_rcvd = Close(event.code, event.reason or "")
+            self.close_rcvd = Close(int(event.code), event.reason or "")
             self.close_rcvd_then_sent = False
             self.state = State.CLOSING
             return b""

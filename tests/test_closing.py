@@ -558,6 +558,18 @@ CODES = [
 
 
 class TestClose:
+    async def test_codes_are_plain_ints(self) -> None:
+        # No wsproto type leaks out through the close codes.
+        async with served(echo) as server:
+            async with connect(server) as ws:
+                await ws.close(1001, "bye")
+            assert type(ws.close_code) is int
+            assert ws.close_code == 1001
+            exc = ws._closed_exception()
+            assert exc.rcvd is not None and exc.sent is not None
+            assert type(exc.rcvd.code) is int
+            assert type(exc.sent.code) is int
+
     @pytest.mark.parametrize(("code", "exc_type"), CODES)
     async def test_client_closes(
         self, code: int, exc_type: type[anyws.ConnectionClosed]
