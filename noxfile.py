@@ -60,3 +60,34 @@ def typecheck(session: nox.Session) -> None:
     # The tests import the interop libraries too, so install both extras.
     install(session, "lint", "test")
     session.run("mypy")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmark anyws against its peers (see bench/README.md).
+
+    Arguments after ``--`` go to ``python -m bench``, e.g. ``nox -s bench -- --quick``.
+    """
+    install(session, "bench")
+    session.run("python", "-m", "bench", *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation into build/docs/html and run its doctests.
+
+    Offline (no intersphinx) and with warnings as errors. The doctest builder runs
+    every {testcode} and {doctest} block of the pages.
+    """
+    install(session, "docs")
+    for builder in ("html", "doctest"):
+        session.run(
+            "sphinx-build",
+            "-W",
+            "--keep-going",
+            "-b",
+            builder,
+            "docs",
+            f"build/docs/{builder}",
+            *session.posargs,
+        )
