@@ -346,7 +346,9 @@ class Connection:
         Concurrent calls from several tasks are serialised; the frames of different
         messages never interleave. When the peer does not read, :meth:`send` waits
         (backpressure). Cancelling :meth:`send` while its data is being written
-        fails the connection, since part of a frame may have gone out.
+        fails the connection, since part of a frame may have gone out; except on
+        asyncio TCP streams, which buffer each frame whole before waiting, so the
+        connection stays usable.
 
         Raises:
             ConnectionClosed: the connection is closed or closing.
