@@ -162,7 +162,7 @@ class Connection:
         self._assembler = Assembler(max_queue)
         self._send_lock = _Lock()
         self._write_lock = _Lock()
-        self._pings: dict[bytes, _Ping] = {}
+        self._pings: dict[bytes, PendingPing] = {}
         self._closed = anyio.Event()
         self._reader_scope = anyio.CancelScope()
         self._lost_cause: BaseException | None = None
@@ -472,6 +472,11 @@ class Connection:
             ConnectionClosed: the connection is closed or closing.
             ConcurrencyError: a Ping with the same payload is already waiting.
         """
+        return await (await self._send_ping(data)).wait()
+
+    async def _send_ping(self, data: str | bytes | None) -> PendingPing:
+        """Send a Ping and return what waits for its Pong: the first half of
+        :meth:`ping`, for adapters whose ``ping()`` returns once the Ping is sent."""
         if data is None:
             payload = os.urandom(4)
             while payload in self._pings:  # pragma: no cover - 1 in 2**32
@@ -483,17 +488,14 @@ class Connection:
             if payload in self._pings:
                 raise ConcurrencyError("already waiting for a pong with the same data")
         await self._check_open()
-        waiter = _Ping(time.monotonic())
+        waiter = PendingPing(self, payload)
         self._pings[payload] = waiter
         try:
             await self._write(self._proto.send_ping(payload))
-            await waiter.event.wait()
-        finally:
+        except BaseException:
             self._pings.pop(payload, None)
-        if waiter.latency is None:
-            exc = self._closed_exception()
-            raise exc from exc.__cause__
-        return waiter.latency
+            raise
+        return waiter
 
     async def pong(self, data: str | bytes = b"") -> None:
         """Send an unsolicited Pong, a one-way heartbeat.
@@ -748,15 +750,36 @@ class _Fragments:
         return data
 
 
-class _Ping:
-    """A Ping waiting for its Pong."""
+class PendingPing:
+    """A Ping sent and waiting for its Pong."""
 
-    __slots__ = ("event", "latency", "sent_at")
+    __slots__ = ("_connection", "event", "latency", "payload", "sent_at")
 
-    def __init__(self, sent_at: float) -> None:
-        self.sent_at = sent_at
+    def __init__(self, connection: Connection, payload: bytes) -> None:
+        self._connection = connection
+        self.payload = payload
+        self.sent_at = time.monotonic()
         self.event = anyio.Event()
         self.latency: float | None = None
+
+    async def wait(self) -> float:
+        """Wait for the Pong and return the round trip in seconds.
+
+        Cancelling the wait is safe: the Pong, if it comes, is then ignored.
+
+        Raises:
+            ConnectionClosed: the connection closed before the Pong came.
+        """
+        try:
+            await self.event.wait()
+        finally:
+            pings = self._connection._pings
+            if pings.get(self.payload) is self:
+                del pings[self.payload]
+        if self.latency is None:
+            exc = self._connection._closed_exception()
+            raise exc from exc.__cause__
+        return self.latency
 
 
 def _as_payload(

@@ -231,8 +231,8 @@ class HeadReader:
 
         try:
             self.buffer += await self.stream.receive(65536)
-        except EndOfStream:
-            raise InvalidMessage(f"connection closed while reading {what}") from None
+        except EndOfStream as exc:
+            raise InvalidMessage(f"connection closed while reading {what}") from exc
         except BrokenResourceError as exc:
             raise InvalidMessage(f"connection lost while reading {what}") from exc
 

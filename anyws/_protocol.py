@@ -417,7 +417,7 @@ class Protocol:
     def receive_data(self, data: bytes) -> bytes:
         """Process bytes from the peer; return the bytes to send in answer."""
         ws = self._ws
-        if self.state is State.CLOSED or ws.state is ConnectionState.REMOTE_CLOSING:
+        if self.state is State.CLOSED or self.close_rcvd is not None:
             return b""  # Section 5.5.1: nothing after a Close frame is processed.
         if self.failure is not None:
             return b""

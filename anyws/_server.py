@@ -23,7 +23,14 @@ from anyio.streams.tls import TLSStream
 from . import _handshake
 from ._client import USER_AGENT
 from ._connection import Connection, unwrap_exception_group
-from ._http import HeadersLike, HeadReader, Request, Response, make_response
+from ._http import (
+    Headers,
+    HeadersLike,
+    HeadReader,
+    Request,
+    Response,
+    make_response,
+)
 from ._protocol import CloseCode
 from ._streams import lean_stream
 from .exceptions import ConnectionClosed, InvalidHandshake
@@ -200,10 +207,20 @@ async def _server_handshake(connection: ServerConnection, options: _Options) -> 
             "invalid handshake from %s: %s", connection.remote_address, exc
         )
         response = _handshake.error_response(exc, options.server_header)
+    except (OSError, anyio.BrokenResourceError, anyio.EndOfStream):
+        raise  # the client is gone: nothing to answer
+    except Exception:
+        # A hook raised: that is the application's bug, not the client's.
+        connection.logger.error("opening handshake failed", exc_info=True)
+        response = _internal_error(options)
     if request is not None and options.process_response is not None:
-        replaced = await _call_hook(
-            options.process_response, connection, request, response
-        )
+        try:
+            replaced = await _call_hook(
+                options.process_response, connection, request, response
+            )
+        except Exception:
+            connection.logger.error("process_response failed", exc_info=True)
+            replaced = _internal_error(options)
         if replaced is not None:
             response = replaced
     connection.response = response
@@ -217,6 +234,17 @@ async def _server_handshake(connection: ServerConnection, options: _Options) -> 
         return False
     connection._open(deflate, options.deflate_settings, bytes(reader.buffer))
     return True
+
+
+def _internal_error(options: _Options) -> Response:
+    headers = Headers()
+    if options.server_header is not None:
+        headers["Server"] = options.server_header
+    return make_response(
+        500,
+        "Failed to open a WebSocket connection. See server log for more information.\n",
+        headers,
+    )
 
 
 async def _run_handler(connection: ServerConnection, handler: Handler) -> None:
@@ -259,7 +287,10 @@ class Server:
         self._host_task_group: TaskGroup | None = None
         self._handlers_done = anyio.Event()
         self._handlers = 0
-        self._port = _bound_port(listeners)
+        try:
+            self._port: int | None = _bound_port(listeners)
+        except anyio.TypedAttributeLookupError:
+            self._port = None  # not TCP: Unix sockets, say
 
     @property
     def sockets(self) -> list[socket.socket]:
@@ -270,7 +301,13 @@ class Server:
 
     @property
     def port(self) -> int:
-        """The port the server listens on (the first one, if there are several)."""
+        """The port the server listens on (the first one, if there are several).
+
+        Raises:
+            TypeError: the server doesn't listen on TCP.
+        """
+        if self._port is None:
+            raise TypeError("the server doesn't listen on a TCP port")
         return self._port
 
     async def _run(self, *, task_status: TaskStatus[None]) -> None:

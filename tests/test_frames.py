@@ -212,7 +212,9 @@ def unmask_all(data: bytes) -> list[tuple[int, bytes]]:
 
 
 class TestFastPathMatchesWsproto:
-    @settings(max_examples=300, deadline=None)
+    @settings(
+        max_examples=int(os.environ.get("ANYWS_FRAME_EXAMPLES", "300")), deadline=None
+    )
     @given(
         data=st.data(),
         is_client=st.booleans(),
@@ -253,3 +255,18 @@ class TestFastPathMatchesWsproto:
         assert unmask_all(_frames.serialize(strided, False)) == [
             (0x82, bytes(range(0, 16, 2)))
         ]
+
+
+class TestAfterClose:
+    @pytest.mark.parametrize("fast", [True, False])
+    def test_bytes_after_a_close_frame_are_ignored(self, fast: bool) -> None:
+        # RFC 6455 section 5.5.1: nothing after a Close frame is processed, even
+        # when it arrives in a later chunk, after this side answered the Close.
+        recorder = Recorder(False, fast, None)
+        recorder.feed(raw_frame(1, b"", fin=False, masked=True))
+        recorder.feed(raw_frame(8, b"", masked=True))
+        recorder.feed(raw_frame(1, b"", fin=False, masked=True))
+        recorder.feed(raw_frame(2, b"late", masked=True))
+        assert recorder.events == [("data", "", False)]
+        assert recorder.protocol.close_rcvd is not None
+        assert unmask_all(recorder.sent) == [(0x88, b"")]

@@ -328,6 +328,44 @@ class TestProcessRequest:
         assert request.headers["Upgrade"] == "websocket"
 
 
+class TestHookErrors:
+    @pytest.mark.parametrize("hook", ["process_request", "process_response"])
+    async def test_a_hook_that_raises_gets_500_and_the_server_keeps_serving(
+        self, hook: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        calls = 0
+
+        def broken(*args: Any) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise ZeroDivisionError("the application's bug")
+
+        caplog.set_level(logging.DEBUG, logger="anyws")
+        options: dict[str, Any] = {hook: broken}
+        async with anyws.serve(echo, "127.0.0.1", 0, **options) as server:
+            uri = f"ws://127.0.0.1:{server.port}/"
+            with pytest.raises(anyws.InvalidStatus) as raised:
+                await check_echo(uri)
+            assert raised.value.response.status_code == 500
+            await check_echo(uri)
+        errors = [r for r in anyws_records(caplog) if r.levelno >= logging.ERROR]
+        assert len(errors) == 1
+        assert errors[0].exc_info is not None
+        assert isinstance(errors[0].exc_info[1], ZeroDivisionError)
+
+    async def test_select_subprotocol_that_raises_gets_500(self) -> None:
+        def broken(connection: anyws.ServerConnection, offered: Any) -> str:
+            raise RuntimeError("oops")
+
+        async with anyws.serve(
+            echo, "127.0.0.1", 0, select_subprotocol=broken
+        ) as server:
+            with pytest.raises(anyws.InvalidStatus) as raised:
+                await check_echo(f"ws://127.0.0.1:{server.port}/", subprotocols=["a"])
+            assert raised.value.response.status_code == 500
+
+
 class TestProcessResponse:
     async def test_may_add_a_header(self) -> None:
         def process_response(
