@@ -628,20 +628,32 @@ class Connection:
         """
         proto = self._proto
         assembler = self._assembler
+        held: list[bytes] = []  # answers waiting for the peer to read
 
         def pushed(data: bytes) -> bool:
             out = proto.receive_data(data)
-            if out:
-                stream.send_nowait(out)  # whole frames; a write never splits one
             if proto.close_rcvd is not None or proto.failure is not None:
+                if out:
+                    stream.send_nowait(out)  # the last frame: a Close
                 return False
+            if out:
+                if stream.writing_paused:
+                    # The peer doesn't read what we send: Pongs wait, and so does
+                    # reading, or a Ping flood would grow the buffer without bound.
+                    held.append(out)
+                    return False
+                stream.send_nowait(out)  # whole frames; a write never splits one
             if assembler.paused:
                 stream.pause_reading()
             return True
 
         assembler.on_resume = stream.resume_reading
         try:
-            await stream.push_to(pushed)
+            while True:
+                await stream.push_to(pushed)
+                if not held:
+                    return
+                await self._write(held.pop())
         finally:
             assembler.on_resume = None
 

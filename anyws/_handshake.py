@@ -268,9 +268,6 @@ def check_response(
         server_nct, client_nct, server_bits, client_bits, _ = _deflate_params(
             params, in_offer=False
         )
-        if client_bits == 8:
-            # zlib can't compress with a 256-byte window (RFC 7692 7.1.2.2).
-            raise NegotiationError("unsupported client_max_window_bits = 8")
         deflate = DeflateParams(server_nct, client_nct, server_bits, client_bits)
     return subprotocol, deflate
 
@@ -370,8 +367,6 @@ def negotiate_deflate(
                 )
             except NegotiationError:
                 continue  # Section 7: decline this offer, consider the next one.
-            if server_bits == 8:
-                continue  # zlib can't compress with a 256-byte window: decline.
             # Section 7.1.2.1: answer with at most what the client allows.
             server_bits = min(server_bits or 15, settings.server_max_window_bits)
             # Section 7.1.2.2: only when offered, at most the offered value.

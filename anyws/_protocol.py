@@ -131,6 +131,8 @@ class Close:
         return result
 
 
+_STAND_IN_FOR_1014 = 3999
+_CLOSE = Opcode.CLOSE
 _TEXT = Opcode.TEXT
 _BINARY = Opcode.BINARY
 _CONTINUATION = Opcode.CONTINUATION
@@ -142,6 +144,10 @@ class _MessageLimit(Extension):
     """Counts the bytes of each received message and refuses one over the limit.
 
     It is always enabled and placed last, so that it sees payloads after inflation.
+
+    It also lets close code 1014 (bad gateway, registered with IANA) through: wsproto
+    refuses every code below 3000 that its enum lacks, so the code travels through
+    wsproto as :data:`_STAND_IN_FOR_1014` and :class:`Protocol` restores it.
     """
 
     name = "anyws-message-limit"
@@ -150,6 +156,9 @@ class _MessageLimit(Extension):
         self.max_size = max_size
         self.size = 0
         self.compressed = False  # the current message is compressed
+        self.data_frame = False  # the current frame belongs to a message
+        self.close_frame = False
+        self.stood_in_for_1014 = False
         self.error: PayloadTooBig | None = None
 
     def enabled(self) -> bool:
@@ -179,7 +188,11 @@ class _MessageLimit(Extension):
             self.size = 0
             self.compressed = rsv.rsv1
         elif opcode is not _CONTINUATION:
-            return _NO_RSV  # a control frame inside a message changes nothing
+            # A control frame, between messages or inside one, counts for none.
+            self.data_frame = False
+            self.close_frame = opcode is _CLOSE
+            return _NO_RSV
+        self.data_frame = True
         if not self.compressed and self.max_size is not None:
             self.size += payload_length
             if self.size > self.max_size:
@@ -189,6 +202,11 @@ class _MessageLimit(Extension):
     def frame_inbound_payload_data(
         self, proto: object, data: bytes
     ) -> bytes | CloseReason:
+        if not self.data_frame:
+            if self.close_frame and data[:2] == b"\x03\xf6":  # 1014
+                self.stood_in_for_1014 = True
+                return _STAND_IN_FOR_1014.to_bytes(2, "big") + data[2:]
+            return data
         if self.compressed and self.max_size is not None:
             self.size += len(data)
             if self.size > self.max_size:
@@ -230,8 +248,10 @@ class _PerMessageDeflate(Extension):
             )
             self.local_nct = params.server_no_context_takeover
             self.remote_nct = params.client_no_context_takeover
-        # zlib refuses an 8-bit window for raw deflate. The handshake never agrees
-        # to compress with one; inflating with 9 bits reads a peer's 8-bit stream.
+        # zlib refuses an 8-bit window for raw deflate, but with 9 bits it never
+        # emits a distance over 250 bytes (its window less its 262-byte lookahead),
+        # so its output stays within an agreed 8-bit window. Inflating with 9 bits
+        # reads a peer's 8-bit stream.
         self.local_bits = max(local_bits or 15, 9)
         self.remote_bits = max(remote_bits or 15, 9)
         self.settings = settings
@@ -454,6 +474,8 @@ class Protocol:
 
     def _received_close(self, event: CloseConnection) -> bytes:
         ws = self._ws
+        if event.code == _STAND_IN_FOR_1014 and self._limit.stood_in_for_1014:
+            event = CloseConnection(1014, event.reason)
         if ws.state is ConnectionState.REMOTE_CLOSING:
             # The peer starts the closing handshake: echo its code (section 5.5.1).
             self.close_rcvd = Close(int(event.code), event.reason or "")

@@ -211,6 +211,11 @@ class AsyncioSocketStream(SocketStream):
             self._protocol.reading_paused = False
             self._transport.resume_reading()
 
+    @property
+    def writing_paused(self) -> bool:
+        """Whether the write buffer is above its high-water mark."""
+        return self._protocol.writing_paused
+
     def send_nowait(self, data: bytes) -> None:
         """Write ``data`` at once, whatever the write buffer holds.
 

@@ -355,16 +355,44 @@ class TestNegotiateDeflate:
         assert value == f"permessage-deflate; server_max_window_bits={agreed}"
         assert params.server_max_window_bits == agreed
 
-    def test_server_max_window_bits_8_is_declined(self) -> None:
-        # zlib cannot compress raw deflate within a 256-byte window, so a server
-        # that agreed to 8 would break section 7.1.2.1's promise; it must decline
-        # that offer and consider the next one.
+    def test_server_max_window_bits_8_is_accepted(self) -> None:
+        # zlib compresses with 9 bits instead, and then never emits a distance over
+        # 250 bytes: its output stays within the 256-byte window agreed.
         assert self.negotiate(
             "permessage-deflate; server_max_window_bits=8", "permessage-deflate"
         ) == (
-            "permessage-deflate; server_max_window_bits=12",
-            DeflateParams(server_max_window_bits=12),
+            "permessage-deflate; server_max_window_bits=8",
+            DeflateParams(server_max_window_bits=8),
         )
+
+    def test_compressing_for_an_8_bit_window_stays_within_it(self) -> None:
+        # What the agreement above relies on: compressing for a peer that allowed
+        # 8 bits never refers back more than 256 bytes. Random blocks of 260 bytes,
+        # repeated, compress only through matches 260 bytes back: with a wider
+        # window they shrink to almost nothing, within 256 bytes not at all.
+        import os
+        import zlib
+
+        from wsproto.frame_protocol import Opcode, RsvBits
+
+        from anyws._handshake import DeflateSettings
+        from anyws._protocol import _MessageLimit, _PerMessageDeflate
+
+        data = os.urandom(260) * 8
+        wide = zlib.compressobj(6, zlib.DEFLATED, -15)
+        assert len(wide.compress(data) + wide.flush()) < len(data) // 4
+        deflate = _PerMessageDeflate(
+            False,
+            DeflateParams(server_max_window_bits=8),
+            DeflateSettings(),
+            _MessageLimit(None),
+        )
+        _, compressed = deflate.frame_outbound(
+            None, Opcode.BINARY, RsvBits(False, False, False), data, True
+        )
+        assert len(compressed) > len(data) * 0.9
+        inflater = zlib.decompressobj(-9)
+        assert inflater.decompress(compressed + b"\x00\x00\xff\xff") == data
 
     def test_client_max_window_bits_without_value(self) -> None:
         # Section 7.1.2.2: the client accepts any value; the server picks its own.
@@ -626,14 +654,13 @@ class TestCheckResponse:
         with pytest.raises(NegotiationError):
             check_response(response, RFC_KEY, None, True)
 
-    def test_client_max_window_bits_8_is_refused(self) -> None:
-        # The client cannot compress within a 256-byte window with zlib, so it
-        # cannot honour the server's answer (section 7.1.2.2).
+    def test_client_max_window_bits_8_is_accepted(self) -> None:
+        # zlib's 9-bit output fits an 8-bit window (see the server-side test).
         response = _response(
             ("Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits=8")
         )
-        with pytest.raises(NegotiationError):
-            check_response(response, RFC_KEY, None, True)
+        _, params = check_response(response, RFC_KEY, None, True)
+        assert params == DeflateParams(client_max_window_bits=8)
 
 
 # --------------------------------------------------------------------------
