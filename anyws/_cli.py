@@ -23,6 +23,7 @@ import argparse
 import codecs
 import contextlib
 import os
+import signal
 import ssl as ssl_module
 import sys
 import threading
@@ -375,6 +376,23 @@ def _server_handler(
     return handler
 
 
+async def _close_on_signal(server: anyws.Server) -> None:
+    """Close the server gracefully (1001 to every client) on Ctrl-C or SIGTERM.
+
+    Receiving the signals, rather than letting KeyboardInterrupt strike whatever
+    task it lands in, lets every connection finish its closing handshake, on every
+    backend.
+    """
+    try:
+        receiver = anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)
+    except (NotImplementedError, AttributeError):  # pragma: no cover - Windows
+        return
+    with receiver as signals:
+        async for _ in signals:
+            await server.aclose()
+            return
+
+
 async def _serve(
     host: str, port: int, echo: bool, ssl: ssl_module.SSLContext | None
 ) -> None:
@@ -385,7 +403,10 @@ async def _serve(
             scheme = "wss" if ssl is not None else "ws"
             shown = f"[{host}]" if ":" in host else host
             print(f"listening on {scheme}://{shown}:{server.port}/", flush=True)
-            await server.serve_forever()
+            async with anyio.create_task_group() as task_group:
+                task_group.start_soon(_close_on_signal, server)
+                await server.serve_forever()
+                task_group.cancel_scope.cancel()
     except OSError as exc:
         if listening:
             raise
@@ -408,7 +429,8 @@ def _run_serve(args: argparse.Namespace) -> int:
             _serve, args.host, args.port, args.echo, context, backend=args.backend
         )
     except KeyboardInterrupt:
-        print("server stopped", flush=True)
+        pass
+    print("server stopped", flush=True)
     return 0
 
 
