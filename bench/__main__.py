@@ -1,0 +1,7 @@
+"""Run the benchmark: ``python -m bench --help``."""
+
+from __future__ import annotations
+
+from .run import main
+
+main()
