@@ -14,8 +14,14 @@ handles exactly those, and nothing else:
   would have without the fast path. Property tests check that the two paths give the
   same results on arbitrary input.
 
+A plain binary frame cut short between two reads is not handed to wsproto either:
+the caller keeps its pieces and parses it whole once it is complete, so a large
+message costs one join and one pass. (A text frame cut short goes to wsproto, whose
+incremental decoder fails invalid UTF-8 as soon as it arrives.)
+
 Masking uses the C routine in :mod:`anyws._speedups` when it was compiled, and a
-pure-Python equivalent otherwise (``bytes.translate`` over the four byte lanes).
+pure-Python equivalent otherwise (``bytes.translate`` over the four byte lanes);
+setting the environment variable ``ANYWS_NO_SPEEDUPS`` forces the latter.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["apply_mask", "parse", "serialize", "speedups"]
+__all__ = ["WAIT", "apply_mask", "parse", "serialize", "speedups"]
 
 _XOR_TABLES = [bytes(a ^ b for a in range(256)) for b in range(256)]
 
@@ -43,8 +49,10 @@ def _apply_mask_python(data: bytes | bytearray | memoryview, mask: bytes) -> byt
 
 apply_mask: Callable[[bytes | bytearray | memoryview, bytes], bytes]
 try:
+    if os.environ.get("ANYWS_NO_SPEEDUPS"):
+        raise ImportError("ANYWS_NO_SPEEDUPS is set")
     from ._speedups import apply_mask as _apply_mask_c
-except ImportError:  # pragma: no cover - depends on the build
+except ImportError:
     apply_mask = _apply_mask_python
     speedups = False
 else:
@@ -79,13 +87,17 @@ def serialize(data: str | bytes | bytearray | memoryview, mask: bool) -> bytes:
     return b"".join((header, key, apply_mask(payload, key)))
 
 
+WAIT = -1
+"""Returned by :func:`parse` as ``needed`` when a plain frame's header is cut short."""
+
+
 def parse(
     data: bytes,
     masked: bool,
     max_size: int | None,
     on_data: Callable[[str | bytes, bool], object],
-) -> int:
-    """Deliver the leading plain data frames of ``data``; return the bytes used.
+) -> tuple[int, int]:
+    """Deliver the leading plain data frames of ``data``.
 
     Args:
         data: bytes received, starting at a frame boundary.
@@ -95,17 +107,24 @@ def parse(
         on_data: called with each message, as ``(payload, True)``.
 
     Returns:
-        How many bytes of ``data`` were consumed; the rest starts with a frame that
-        only wsproto can judge.
+        ``(used, needed)``: how many bytes of ``data`` were consumed, and, when the
+        rest is the beginning of a plain binary frame cut short, how many bytes that
+        frame takes in all (:data:`WAIT` if its header is cut short too); ``needed``
+        is 0 when the rest starts with a frame that only wsproto can judge.
     """
     position = 0
     end = len(data)
     limit = max_size if max_size is not None else 1 << 63
-    while end - position >= 2:
+    while position < end:
         first = data[position]
         # FIN set, RSV1-3 clear, opcode text (1) or binary (2).
         if first != 0x81 and first != 0x82:
             break
+        # A text frame cut short goes to wsproto, which checks its UTF-8 as it
+        # arrives: invalid text fails the connection at once (RFC 6455 8.1).
+        waits = WAIT if first == 0x82 else 0
+        if end - position < 2:
+            return position, waits
         second = data[position + 1]
         if bool(second & 0x80) is not masked:
             break
@@ -113,14 +132,14 @@ def parse(
         start = position + 2
         if length == 126:
             if end - start < 2:
-                break
+                return position, waits
             length = (data[start] << 8) | data[start + 1]
             if length < 126:
                 break  # not the minimal encoding: wsproto reports it
             start += 2
         elif length == 127:
             if end - start < 8:
-                break
+                return position, waits
             length = int.from_bytes(data[start : start + 8], "big")
             if length < 65536 or length >> 63:
                 break
@@ -130,12 +149,16 @@ def parse(
         if masked:
             stop = start + 4 + length
             if stop > end:
-                break
-            payload = apply_mask(data[start + 4 : stop], data[start : start + 4])
+                return position, (stop - position) if waits else 0
+            if length > 4096:
+                view = memoryview(data)
+                payload = apply_mask(view[start + 4 : stop], data[start : start + 4])
+            else:
+                payload = apply_mask(data[start + 4 : stop], data[start : start + 4])
         else:
             stop = start + length
             if stop > end:
-                break
+                return position, (stop - position) if waits else 0
             payload = data[start:stop]
         if first == 0x81:
             try:
@@ -146,4 +169,4 @@ def parse(
         else:
             on_data(payload, True)
         position = stop
-    return position
+    return position, 0

@@ -427,6 +427,9 @@ class Protocol:
         self._frame_buffer = frames._frame_decoder.buffer
         self._message_decoder = frames._message_decoder
         self._fast = deflate is None
+        self._pieces: list[bytes] = []  # a plain frame cut short, so far
+        self._pieces_size = 0
+        self._pieces_needed = 0
         self.state = State.OPEN
         self.close_rcvd: Close | None = None
         self.close_sent: Close | None = None
@@ -441,20 +444,39 @@ class Protocol:
             return b""  # Section 5.5.1: nothing after a Close frame is processed.
         if self.failure is not None:
             return b""
-        if (
+        if self._pieces:
+            # The rest of a plain frame cut short: wait until it is whole.
+            self._pieces.append(data)
+            self._pieces_size += len(data)
+            if self._pieces_size < self._pieces_needed:
+                return b""
+            data = b"".join(self._pieces)
+            self._pieces = []
+        elif not (
             self._fast
             and not self._frame_buffer.buffer
             and self._frame_decoder.header is None
             and self._message_decoder.opcode is None
             and ws.state is ConnectionState.OPEN
         ):
-            used = _frames.parse(
-                data, not self.is_client, self._max_size, self._on_data
-            )
-            if used == len(data):
-                return b""
-            data = data[used:]
-        ws.receive_data(data)
+            ws.receive_data(data)
+            return self._process_events()
+        used, needed = _frames.parse(
+            data, not self.is_client, self._max_size, self._on_data
+        )
+        if used == len(data):
+            return b""
+        if needed:
+            rest = data[used:]
+            self._pieces = [rest]
+            self._pieces_size = len(rest)
+            self._pieces_needed = len(rest) + 1 if needed == _frames.WAIT else needed
+            return b""
+        ws.receive_data(data[used:])
+        return self._process_events()
+
+    def _process_events(self) -> bytes:
+        ws = self._ws
         out = b""
         on_data = self._on_data
         for event in ws.events():

@@ -270,3 +270,34 @@ class TestAfterClose:
         assert recorder.events == [("data", "", False)]
         assert recorder.protocol.close_rcvd is not None
         assert unmask_all(recorder.sent) == [(0x88, b"")]
+
+
+class TestFramesCutShort:
+    @given(
+        size=st.integers(0, 200_000),
+        cuts=st.lists(st.integers(0, 200_020), max_size=8),
+        is_client=st.booleans(),
+    )
+    @settings(max_examples=50, deadline=None)
+    def test_binary_frame_is_delivered_whole(
+        self, size: int, cuts: list[int], is_client: bool
+    ) -> None:
+        payload = os.urandom(size)
+        data = raw_frame(2, payload, masked=not is_client) + raw_frame(
+            2, b"next", masked=not is_client
+        )
+        bounds = sorted({0, len(data), *(c for c in cuts if c < len(data))})
+        recorder = Recorder(is_client, True, None)
+        for a, b in zip(bounds, bounds[1:], strict=False):
+            recorder.feed(data[a:b])
+        # One event per message, however the bytes were cut: no fragments.
+        assert recorder.events == [("data", payload, True), ("data", b"next", True)]
+
+    def test_invalid_text_fails_before_the_frame_ends(self) -> None:
+        # RFC 6455 section 8.1: invalid UTF-8 fails the connection as soon as it
+        # arrives, even in the middle of a frame.
+        recorder = Recorder(False, True, None)
+        frame = raw_frame(1, b"ok\xff" + b"x" * 1000, masked=True)
+        recorder.feed(frame[:20])
+        assert recorder.protocol.failure is not None
+        assert unmask_all(recorder.sent)[0][1][:2] == (1007).to_bytes(2, "big")
