@@ -200,13 +200,9 @@ def check_reference(app: Sphinx, env: object) -> None:
 
 
 # Every Python code block is a tested example (a literalinclude from examples/, whose
-# programs the test suite runs) or a doctest ({testcode}, {doctest}). These pages
-# still have untested Python blocks; take a page off the list once they are fixed.
-UNTESTED_CODE_ALLOWED = {
-    "porting-from-websockets",
-    "porting-from-trio-websocket",
-    "sync",
-}
+# programs the test suite runs) or a doctest ({testcode}, {doctest}). The pages named
+# here are exempt from that check; none is.
+UNTESTED_CODE_ALLOWED: set[str] = set()
 PYTHON_LANGUAGES = {"python", "python3", "py", "pycon", "ipython"}
 
 
