@@ -62,8 +62,16 @@ else:
 _urandom = os.urandom
 
 
-def serialize(data: str | bytes | bytearray | memoryview, mask: bool) -> bytes:
-    """Return one unfragmented, uncompressed text (``str``) or binary frame."""
+def serialize(
+    data: str | bytes | bytearray | memoryview,
+    mask: bool,
+    compress: Callable[[bytes], bytes] | None = None,
+) -> bytes:
+    """Return one unfragmented text (``str``) or binary frame.
+
+    With ``compress`` (permessage-deflate's, which strips the empty block at the
+    end), the frame carries the compressed payload and RSV1 (RFC 7692 section 6).
+    """
     if isinstance(data, str):
         payload: bytes | bytearray | memoryview = data.encode()
         first = 0x81
@@ -73,6 +81,9 @@ def serialize(data: str | bytes | bytearray | memoryview, mask: bool) -> bytes:
         if isinstance(payload, memoryview):
             # Bytes in memory order, whatever the item format or the strides.
             payload = payload.cast("B") if payload.c_contiguous else payload.tobytes()
+    if compress is not None:
+        payload = compress(bytes(payload))
+        first |= 0x40
     length = len(payload)
     mask_bit = 0x80 if mask else 0
     if length < 126:
@@ -91,11 +102,26 @@ WAIT = -1
 """Returned by :func:`parse` as ``needed`` when a plain frame's header is cut short."""
 
 
+class Failed(Exception):
+    """Raised by :func:`parse` when a message it took on breaks the protocol.
+
+    Attributes:
+        code: the close code the failure calls for.
+        reason: why.
+    """
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason
+
+
 def parse(
     data: bytes,
     masked: bool,
     max_size: int | None,
     on_data: Callable[[str | bytes, bool], object],
+    inflate: Callable[[bytes], bytes] | None = None,
 ) -> tuple[int, int]:
     """Deliver the leading plain data frames of ``data``.
 
@@ -105,6 +131,8 @@ def parse(
         max_size: frames larger than this are left for the slow path, which refuses
             them with the right close code.
         on_data: called with each message, as ``(payload, True)``.
+        inflate: with permessage-deflate, inflates a whole compressed message (RSV1
+            set); it raises :exc:`Failed` on bad data or past ``max_size``.
 
     Returns:
         ``(used, needed)``: how many bytes of ``data`` were consumed, and, when the
@@ -117,7 +145,13 @@ def parse(
     limit = max_size if max_size is not None else 1 << 63
     while position < end:
         first = data[position]
-        # FIN set, RSV1-3 clear, opcode text (1) or binary (2).
+        # FIN set, RSV2-3 clear, opcode text (1) or binary (2); RSV1 set means
+        # compressed, when permessage-deflate was agreed.
+        compressed = first & 0x40
+        if compressed:
+            if inflate is None:
+                break
+            first ^= 0x40
         if first != 0x81 and first != 0x82:
             break
         # A text frame cut short goes to wsproto, which checks its UTF-8 as it
@@ -145,6 +179,8 @@ def parse(
                 break
             start += 8
         if length > limit:
+            # Too big, or (compressed) too big to keep whole before inflating:
+            # wsproto inflates it piece by piece and refuses it past max_size.
             break
         if masked:
             stop = start + 4 + length
@@ -160,7 +196,19 @@ def parse(
             if stop > end:
                 return position, (stop - position) if waits else 0
             payload = data[start:stop]
-        if first == 0x81:
+        if compressed:
+            assert inflate is not None
+            # The inflater's state moved on: from here on a failure is final.
+            payload = inflate(payload)
+            if first == 0x81:
+                try:
+                    text = payload.decode()
+                except UnicodeDecodeError as exc:
+                    raise Failed(1007, str(exc)) from None
+                on_data(text, True)
+            else:
+                on_data(payload, True)
+        elif first == 0x81:
             try:
                 text = payload.decode()
             except UnicodeDecodeError:

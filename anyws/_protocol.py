@@ -326,6 +326,40 @@ class _PerMessageDeflate(Extension):
                 return checked
         return result
 
+    def inflate_message(self, payload: bytes) -> bytes:
+        """Inflate a whole compressed message, for the fast path.
+
+        It does what :meth:`frame_inbound_payload_data` and
+        :meth:`frame_inbound_complete` do for a message in one frame.
+
+        Raises:
+            anyws._frames.Failed: the data is not valid deflate (1007), or inflates
+                past ``max_size`` (1009).
+        """
+        limit = self.limit
+        limit.size = 0
+        if self.decompressor is None:
+            self.decompressor = zlib.decompressobj(-self.remote_bits)
+        try:
+            # Section 7.2.2: append the empty block that the sender removed.
+            data = self.decompressor.decompress(
+                payload + b"\x00\x00\xff\xff", limit.remaining()
+            )
+        except zlib.error:
+            raise _frames.Failed(1007, "error in extension") from None
+        if self.decompressor.unconsumed_tail or (
+            limit.max_size is not None and len(data) > limit.max_size
+        ):
+            limit.too_big(len(data))
+            raise _frames.Failed(1009, "error in extension")
+        if self.remote_nct:
+            self.decompressor = None
+        return data
+
+    def compress_message(self, data: bytes) -> bytes:
+        """Compress a whole message, for the fast path (RFC 7692 section 7.2.1)."""
+        return self.frame_outbound(None, _TEXT, _NO_RSV, data, True)[1]
+
     def frame_outbound(
         self, proto: object, opcode: Opcode, rsv: RsvBits, data: bytes, fin: bool
     ) -> tuple[RsvBits, bytes]:
@@ -409,12 +443,12 @@ class Protocol:
         self._on_pong = on_pong
         self._limit = _MessageLimit(max_size)
         extensions: list[Extension] = []
+        self._deflate: _PerMessageDeflate | None = None
         if deflate is not None:
-            extensions.append(
-                _PerMessageDeflate(
-                    is_client, deflate, settings or DeflateSettings(), self._limit
-                )
+            self._deflate = _PerMessageDeflate(
+                is_client, deflate, settings or DeflateSettings(), self._limit
             )
+            extensions.append(self._deflate)
         extensions.append(self._limit)
         kind = ConnectionType.CLIENT if is_client else ConnectionType.SERVER
         self._ws = _WSConnection(kind, extensions)
@@ -426,7 +460,11 @@ class Protocol:
         self._frame_decoder = frames._frame_decoder
         self._frame_buffer = frames._frame_decoder.buffer
         self._message_decoder = frames._message_decoder
-        self._fast = deflate is None
+        self._fast = True
+        self._inflate = None if self._deflate is None else self._deflate.inflate_message
+        self._compress = (
+            None if self._deflate is None else self._deflate.compress_message
+        )
         self._pieces: list[bytes] = []  # a plain frame cut short, so far
         self._pieces_size = 0
         self._pieces_needed = 0
@@ -461,9 +499,13 @@ class Protocol:
         ):
             ws.receive_data(data)
             return self._process_events()
-        used, needed = _frames.parse(
-            data, not self.is_client, self._max_size, self._on_data
-        )
+        try:
+            used, needed = _frames.parse(
+                data, not self.is_client, self._max_size, self._on_data, self._inflate
+            )
+        except _frames.Failed as exc:
+            # A compressed message was bad; wsproto never saw it, so fail here.
+            return self._received_close(CloseConnection(exc.code, exc.reason))
         if used == len(data):
             return b""
         if needed:
@@ -555,7 +597,7 @@ class Protocol:
         """Return one data frame; ``data`` is ``str`` for text frames."""
         if fin and self._fast and self._frames._outbound_opcode is None:
             if self._ws.state is ConnectionState.OPEN:
-                return _frames.serialize(data, self.is_client)
+                return _frames.serialize(data, self.is_client, self._compress)
         if isinstance(data, str):
             return self._ws.send(TextMessage(data, message_finished=fin))
         return self._ws.send(BytesMessage(data, message_finished=fin))  # type: ignore[arg-type]
