@@ -63,6 +63,35 @@ def typecheck(session: nox.Session) -> None:
 
 
 @nox.session
+def fuzz(session: nox.Session) -> None:
+    """Fuzz for longer than the normal suite: 5000 examples a test, and the
+    fast frame path against wsproto's on 20000 streams.
+
+    ``nox -s fuzz -- 20000`` sets another budget for the fuzz tests.
+    """
+    install(session, "test")
+    examples = session.posargs[0] if session.posargs else "5000"
+    session.run(
+        "pytest",
+        "tests/test_fuzz.py",
+        "tests/test_frames.py",
+        "-p",
+        "no:cacheprovider",
+        env={"ANYWS_FUZZ_EXAMPLES": examples, "ANYWS_FRAME_EXAMPLES": "20000"},
+    )
+
+
+@nox.session
+def conformance(session: nox.Session) -> None:
+    """Print the conformance summary (``python -m tests.conformance``).
+
+    Arguments after ``--`` go to it, e.g. ``nox -s conformance -- --backend trio``.
+    """
+    install(session, "test")
+    session.run("python", "-m", "tests.conformance", *session.posargs)
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """Benchmark anyws against its peers (see bench/README.md).
 
