@@ -214,6 +214,10 @@ class _MessageLimit(Extension):
         return data
 
     def frame_inbound_complete(self, proto: object, fin: bool) -> None:
+        if fin and self.data_frame:
+            # The message is over: a stray continuation after it is a protocol
+            # error (1002), not more bytes of this message.
+            self.size = 0
         return None
 
 

@@ -396,3 +396,17 @@ class TestFramesCutShort:
         recorder.feed(frame[:20])
         assert recorder.protocol.failure is not None
         assert unmask_all(recorder.sent)[0][1][:2] == (1007).to_bytes(2, "big")
+
+
+class TestMessageLimit:
+    @pytest.mark.parametrize("fast", [True, False])
+    def test_stray_continuation_after_a_message_is_a_protocol_error(
+        self, fast: bool
+    ) -> None:
+        # The finished message's size does not carry over: 1002, not 1009.
+        recorder = Recorder(False, fast, 10)
+        recorder.feed(raw_frame(2, b"x" * 8, masked=True))
+        recorder.feed(raw_frame(0, b"abc", fin=False, masked=True))
+        failure = recorder.protocol.failure
+        assert failure is not None
+        assert getattr(failure, "code", None) == 1002
