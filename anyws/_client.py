@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
+import ipaddress
 import logging
 import ssl as ssl_module
 import sys
@@ -12,18 +14,20 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
+import anyio.lowlevel
 from anyio.streams.tls import TLSStream
 
 from . import __version__, _handshake
 from ._connection import Connection, unwrap_exception_group
 from ._http import Headers, HeadersLike, HeadReader, Response
+from ._protocol import CloseCode
 from ._streams import lean_stream
 from .exceptions import InvalidMessage, InvalidStatus, InvalidURI, SecurityError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
 
-    from anyio.abc import ByteStream
+    from anyio.abc import AsyncBackend, ByteStream, SocketStream
 
 __all__ = ["ClientConnection", "WebSocketURI", "connect", "parse_uri"]
 
@@ -74,6 +78,12 @@ def parse_uri(uri: str) -> WebSocketURI:
     """
     if not isinstance(uri, str):
         raise InvalidURI(repr(uri), "URI must be a string")
+    return _parse_uri(uri)
+
+
+# Clients often connect to the same few URIs again and again; the result is immutable.
+@functools.lru_cache(maxsize=128)
+def _parse_uri(uri: str) -> WebSocketURI:
     try:
         parsed = urllib.parse.urlsplit(uri)
     except ValueError as exc:
@@ -145,10 +155,32 @@ def _without_credentials(headers: HeadersLike | None) -> Headers | None:
     )
 
 
+async def _connect_tcp(host: str, port: int) -> SocketStream:
+    """Open a TCP connection, as :func:`anyio.connect_tcp` does.
+
+    For an IP address, which leaves no addresses to race (RFC 8305), the event
+    loop's own connect is called directly: the task group and the task that
+    :func:`anyio.connect_tcp` starts for its race cost more than the connect itself.
+    """
+    current_token = getattr(anyio.lowlevel, "current_token", None)  # anyio 4.11
+    if current_token is None:
+        return await anyio.connect_tcp(host, port)
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return await anyio.connect_tcp(host, port)
+    backend: type[AsyncBackend] = current_token().backend_class
+    try:
+        return await backend.connect_tcp(address.compressed, port)
+    except OSError as exc:
+        # The error anyio.connect_tcp raises when its only attempt fails.
+        raise OSError("All connection attempts failed") from exc
+
+
 async def _open_stream(
     uri: WebSocketURI, ssl: ssl_module.SSLContext | None, server_hostname: str | None
 ) -> ByteStream:
-    stream = lean_stream(await anyio.connect_tcp(uri.host, uri.port))
+    stream = lean_stream(await _connect_tcp(uri.host, uri.port))
     if uri.secure:
         assert ssl is not None
         try:
@@ -198,6 +230,9 @@ async def _handshake_on(
     subprotocol, deflate = _handshake.check_response(
         response, key, options["subprotocols"], compression
     )
+    # The headers stay with the connection, but lookups in them are over.
+    request.headers._compact()
+    response.headers._compact()
     connection.subprotocol = subprotocol
     connection._open(deflate, _handshake.DeflateSettings(), bytes(reader.buffer))
     return response
@@ -341,13 +376,17 @@ async def connect(
         stream=stream,
         logger=logger,
     )
-    with anyio.fail_after(open_timeout):
+    if open_timeout is None:
         connection = await _connect(uri, options)
+    else:
+        with anyio.CancelScope(deadline=anyio.current_time() + open_timeout) as scope:
+            connection = await _connect(uri, options)
+        if scope.cancelled_caught:
+            raise TimeoutError
     with unwrap_exception_group():
         async with anyio.create_task_group() as task_group:
             connection._start(task_group)
             try:
                 yield connection
             finally:
-                with anyio.CancelScope(shield=True):
-                    await connection.close()
+                await connection._close(CloseCode.NORMAL_CLOSURE, "", shield=True)

@@ -7,7 +7,11 @@ Rule 1: one reader task per connection reads the stream for as long as it is ope
     answers Pings and Close frames through the protocol, and hands data to the
     :class:`~anyws._messages.Assembler`. It lives in the task group of the ``async
     with`` that opened the connection, and it is the only task that tears the
-    connection down: it closes the stream and then sets :attr:`Connection._closed`.
+    connection down: it closes the stream and then marks the connection closed.
+    It also keeps the connection alive (section 5.5.2): it waits for data with a
+    deadline, and when the deadline passes, it sends a Ping, or fails the
+    connection with 1011 if the previous keepalive Ping got no Pong in time. One
+    task instead of two keeps an idle connection small.
 
 Rule 2: writes are serialised frame by frame; whole messages are serialised by a
     second lock, so that a fragmented message never interleaves with another one,
@@ -26,14 +30,14 @@ Rule 5: the closing handshake follows RFC 6455 section 7: the server closes TCP
 
 from __future__ import annotations
 
-import contextlib
 import logging
+import math
 import os
 import sys
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn, overload
 
 import anyio
@@ -54,6 +58,8 @@ if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     from ._handshake import DeflateParams, DeflateSettings
     from ._http import Request, Response
 
@@ -73,6 +79,21 @@ _STREAM_ERRORS = (
 
 _OK_CODES = frozenset({1000, 1001, 1005})
 
+_LOGGERS = {
+    True: logging.getLogger("anyws.client"),
+    False: logging.getLogger("anyws.server"),
+}
+
+# What the reader does when its deadline passes.
+_SEND_PING = 0  # the next keepalive Ping is due
+_AWAIT_PONG = 1  # the keepalive Ping went unanswered: fail the connection
+_AWAIT_CLOSE = 2  # the peer didn't finish the closing handshake: abort
+
+
+def _deadline(delay: float | None) -> float:
+    """The clock value ``delay`` seconds from now; infinity for ``None``."""
+    return math.inf if delay is None else anyio.current_time() + delay
+
 
 class _Lock:
     """A lock that costs nothing when nobody else holds it.
@@ -87,7 +108,8 @@ class _Lock:
 
     def __init__(self) -> None:
         self._locked = False
-        self._waiters: deque[anyio.Event] = deque()
+        # Made on first contention: most locks of most connections never wait.
+        self._waiters: deque[anyio.Event] | None = None
 
     def locked(self) -> bool:
         return self._locked
@@ -96,15 +118,18 @@ class _Lock:
         if not self._locked:
             self._locked = True
             return
+        if self._waiters is None:
+            self._waiters = deque()
+        waiters = self._waiters
         event = anyio.Event()
-        self._waiters.append(event)
+        waiters.append(event)
         try:
             await event.wait()
         except BaseException:
             if event.is_set():
                 self._release()  # handed over while being cancelled: pass it on
             else:
-                self._waiters.remove(event)
+                waiters.remove(event)
             raise
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -143,11 +168,9 @@ class Connection:
         self.close_timeout = close_timeout
         self.max_size = max_size
         self.max_queue = max_queue
-        self.id: uuid.UUID = uuid.uuid4()
-        """Unique identifier of the connection, useful in logs."""
+        self._id: uuid.UUID | None = None
         self.logger: logging.Logger | logging.LoggerAdapter[Any] = (
-            logger
-            or logging.getLogger("anyws.client" if self.is_client else "anyws.server")
+            logger or _LOGGERS[self.is_client]
         )
         """Logger for this connection."""
         self.request: Request | None = None
@@ -163,8 +186,18 @@ class Connection:
         self._send_lock = _Lock()
         self._write_lock = _Lock()
         self._pings: dict[bytes, PendingPing] = {}
-        self._closed = anyio.Event()
-        self._reader_scope = anyio.CancelScope()
+        # Closed: set by the reader at the very end (rule 1); the event is made
+        # only for a task that waits before then.
+        self._is_closed = False
+        self._closed_event: anyio.Event | None = None
+        # The reader's current cancel scope, which _abort() cancels; and the one
+        # it waits for data in, whose deadline is that of the keepalive.
+        self._scope: anyio.CancelScope | None = None
+        self._wait_scope: anyio.CancelScope | None = None
+        self._aborted = False
+        self._deadline = math.inf
+        self._deadline_action = _SEND_PING
+        self._keepalive_ping: PendingPing | None = None
         self._lost_cause: BaseException | None = None
         self._local_close = False
         self._initial = b""
@@ -189,11 +222,10 @@ class Connection:
         self._initial = initial
 
     def _start(self, task_group: TaskGroup) -> None:
-        """Start the reader and keepalive tasks in ``task_group``."""
-        task_group.start_soon(self._reader, name=f"anyws reader {self.id}")
-        if self.ping_interval is not None:
-            task_group.start_soon(self._keepalive, name=f"anyws keepalive {self.id}")
-        self.logger.debug("connection open: %s", self.remote_address)
+        """Start the reader task in ``task_group``."""
+        task_group.start_soon(self._reader, name="anyws reader")
+        if self.logger.isEnabledFor(logging.DEBUG):
+            self.logger.debug("connection open: %s", self.remote_address)
 
     @property
     def _proto(self) -> Protocol:
@@ -203,10 +235,17 @@ class Connection:
     # -- attributes -----------------------------------------------------------
 
     @property
+    def id(self) -> uuid.UUID:
+        """Unique identifier of the connection, useful in logs."""
+        if self._id is None:
+            self._id = uuid.uuid4()  # on first use: most connections never need it
+        return self._id
+
+    @property
     def state(self) -> State:
         """The connection's state: CONNECTING, OPEN, CLOSING or CLOSED."""
         if self._protocol is None:
-            return State.CLOSED if self._closed.is_set() else State.CONNECTING
+            return State.CLOSED if self._is_closed else State.CONNECTING
         return self._protocol.state
 
     @property
@@ -292,7 +331,7 @@ class Connection:
         return _Fragments(self, decode)
 
     async def _raise_closed(self) -> NoReturn:
-        await self._closed.wait()
+        await self._wait_closed()
         exc = self._closed_exception()
         raise exc from exc.__cause__
 
@@ -311,14 +350,17 @@ class Connection:
         self._assembler.put(data, fin)
 
     def _on_pong(self, payload: bytes) -> None:
-        if payload not in self._pings:
+        pings = self._pings
+        if payload not in pings:
             return  # unsolicited Pong: a heartbeat (section 5.5.3)
         now = time.monotonic()
         # Pings are answered in order: this Pong acknowledges earlier Pings too.
-        for key in list(self._pings):
-            waiter = self._pings.pop(key)
+        for key in list(pings):
+            waiter = pings.pop(key)
             waiter.latency = self.latency = now - waiter.sent_at
             waiter.event.set()
+            if waiter is self._keepalive_ping:
+                self._keepalive_answered()
             if key == payload:
                 break
 
@@ -423,9 +465,9 @@ class Connection:
         """
         if self._proto.can_send_data():
             return
-        if not self._closed.is_set():
-            with anyio.move_on_after(self.close_timeout):
-                await self._closed.wait()
+        if not self._is_closed:
+            with anyio.CancelScope(deadline=_deadline(self.close_timeout)):
+                await self._wait_closed()
         exc = self._closed_exception()
         raise exc from exc.__cause__
 
@@ -452,7 +494,7 @@ class Connection:
             except BaseException:
                 # Rule 3: cancelled mid-write; the peer may have part of a frame.
                 self._connection_lost(None)
-                self._reader_scope.cancel()
+                self._abort()
                 with anyio.CancelScope(shield=True):
                     await anyio.aclose_forcefully(self._stream)
                 raise
@@ -540,30 +582,60 @@ class Connection:
         """Fail the connection: send a Close frame with an error code, then end."""
         await self._close(code, reason)
 
-    async def _close(self, code: int, reason: str) -> None:
+    async def _close(self, code: int, reason: str, *, shield: bool = False) -> None:
+        """Close; with ``shield``, whether this task is cancelled or not."""
         # Writing the Close frame counts against close_timeout too: a peer that
         # does not read would otherwise hold it up forever.
         proto = self._protocol
         if proto is None:
             return
-        with anyio.move_on_after(self.close_timeout):
+        if self._is_closed:
+            if not shield:
+                await anyio.lowlevel.checkpoint()
+            return
+        deadline = _deadline(self.close_timeout)
+        with anyio.CancelScope(deadline=deadline, shield=shield):
             if proto.can_send_data():
-                self._local_close = True
-                self._assembler.discard_incomplete()
-                self._assembler.stop_pausing()
-                try:
-                    await self._write(proto.send_close(code, reason))
-                except ConnectionClosed:
-                    pass
-            await self._closed.wait()
-        if not self._closed.is_set():
+                await self._send_close(code, reason)
+            await self._wait_closed()
+        if not self._is_closed:
             self.logger.debug("close timeout; aborting the connection")
-            self._reader_scope.cancel()
-            await self._closed.wait()
+            self._abort()
+            with anyio.CancelScope(shield=shield):
+                await self._wait_closed()
+
+    async def _send_close(self, code: int, reason: str) -> None:
+        """Start the closing handshake from this side."""
+        self._local_close = True
+        self._assembler.discard_incomplete()
+        self._assembler.stop_pausing()
+        try:
+            await self._write(self._proto.send_close(code, reason))
+        except ConnectionClosed:
+            pass
 
     async def wait_closed(self) -> None:
         """Wait until the TCP connection is closed."""
-        await self._closed.wait()
+        await self._wait_closed()
+
+    async def _wait_closed(self) -> None:
+        if self._is_closed:
+            await anyio.lowlevel.checkpoint()
+            return
+        if self._closed_event is None:
+            self._closed_event = anyio.Event()
+        await self._closed_event.wait()
+
+    def _set_closed(self) -> None:
+        self._is_closed = True
+        if self._closed_event is not None:
+            self._closed_event.set()
+
+    def _abort(self) -> None:
+        """Stop the reader wherever it waits; it then tears the connection down."""
+        self._aborted = True
+        if self._scope is not None:
+            self._scope.cancel()
 
     def _connection_lost(self, exc: BaseException | None) -> None:
         if self._lost_cause is None and exc is not None:
@@ -573,19 +645,42 @@ class Connection:
 
     # -- the reader task (rule 1) ---------------------------------------------
 
+    def _new_scope(self, deadline: float = math.inf) -> anyio.CancelScope:
+        """A cancel scope for the reader's next wait, which :meth:`_abort` cancels.
+
+        Each wait of the reader gets a scope of its own, so that the keepalive
+        deadline never interrupts a write, where a cancellation would fail the
+        connection (rule 3).
+        """
+        scope = anyio.CancelScope(deadline=deadline)
+        if self._aborted:
+            scope.cancel()
+        self._scope = scope
+        return scope
+
     async def _reader(self) -> None:
         proto = self._proto
+        if self.ping_interval is not None:
+            self._deadline = anyio.current_time() + self.ping_interval
         try:
-            with self._reader_scope:
-                if self._initial:
+            if self._initial:
+                with self._new_scope():
                     await self._received(self._initial)
-                    self._initial = b""
-                if not (proto.close_rcvd or proto.failure):
+                self._initial = b""
+            if not (self._aborted or proto.close_rcvd or proto.failure):
+                stream = self._stream
+                # The direct path returns true at the end of the stream or when the
+                # connection is lost; the loop that pulls data then reports which.
+                if not isinstance(stream, AsyncioSocketStream) or (
+                    await self._read_pushed(stream)
+                ):
                     await self._read_frames()
+            if not self._aborted:
                 await self._finish_closing()
         except ConnectionClosed:
             pass
         finally:
+            self._scope = self._wait_scope = None
             with anyio.CancelScope(shield=True):
                 await self._teardown()
 
@@ -595,36 +690,46 @@ class Connection:
             await self._write(out)
 
     async def _read_frames(self) -> None:
-        proto = self._proto
         stream = self._stream
+        proto = self._proto
         assembler = self._assembler
-        if isinstance(stream, AsyncioSocketStream):
-            await self._read_pushed(stream)
-            if proto.close_rcvd is not None or proto.failure is not None:
-                return
-            # End of stream or connection lost: the loop below reports which.
         while True:
-            try:
-                data = await stream.receive(READ_SIZE)
-            except _STREAM_ERRORS as exc:
-                self._connection_lost(
-                    None if isinstance(exc, anyio.EndOfStream) else exc
-                )
+            out = b""
+            scope = self._wait_scope = self._new_scope(self._deadline)
+            with scope:
+                while True:
+                    if assembler.paused:
+                        await assembler.wait_resume()
+                    try:
+                        data = await stream.receive(READ_SIZE)
+                    except _STREAM_ERRORS as exc:
+                        self._connection_lost(
+                            None if isinstance(exc, anyio.EndOfStream) else exc
+                        )
+                        return
+                    out = proto.receive_data(data)
+                    if out or proto.close_rcvd is not None or proto.failure is not None:
+                        break
+            self._wait_scope = None
+            if out and not self._aborted:
+                with self._new_scope():
+                    await self._write(out)
+            if self._aborted:
                 return
-            out = proto.receive_data(data)
-            if out:
-                await self._write(out)
             if proto.close_rcvd is not None or proto.failure is not None:
                 return
-            if assembler.paused:
-                await assembler.wait_resume()
+            if scope.cancelled_caught:
+                await self._at_deadline_passed()
 
-    async def _read_pushed(self, stream: AsyncioSocketStream) -> None:
+    async def _read_pushed(self, stream: AsyncioSocketStream) -> bool:
         """The direct path: process bytes as the event loop reads them.
 
         Data frames go to the assembler and Pongs out to the peer without a task
         switch; this task only wakes up when the closing handshake starts, when the
-        connection fails, or at the end of the stream.
+        connection fails, at the end of the stream, or at the keepalive deadline.
+
+        Returns:
+            Whether the stream ended or was lost (the caller finds out which).
         """
         proto = self._proto
         assembler = self._assembler
@@ -649,11 +754,22 @@ class Connection:
 
         assembler.on_resume = stream.resume_reading
         try:
-            while True:
-                await stream.push_to(pushed)
-                if not held:
-                    return
-                await self._write(held.pop())
+            while proto.close_rcvd is None and proto.failure is None:
+                scope = self._wait_scope = self._new_scope(self._deadline)
+                with scope:
+                    await stream.push_to(pushed)
+                self._wait_scope = None
+                wrote = bool(held)
+                if wrote and not self._aborted:
+                    with self._new_scope():
+                        await self._write(held.pop())
+                if self._aborted:
+                    return False
+                if scope.cancelled_caught:
+                    await self._at_deadline_passed()
+                elif not wrote:
+                    return proto.close_rcvd is None and proto.failure is None
+            return False
         finally:
             assembler.on_resume = None
 
@@ -665,14 +781,22 @@ class Connection:
             self.logger.debug("failing the connection: %s", proto.failure)
             # The Close frame goes out ahead of a FIN, so that the peer reads it
             # even if unread data makes our close of TCP a reset.
-            try:
-                await self._stream.send_eof()
-            except (NotImplementedError, *_STREAM_ERRORS):
-                pass
+            with self._new_scope():
+                try:
+                    await self._stream.send_eof()
+                except (NotImplementedError, *_STREAM_ERRORS):
+                    pass
+            if self._aborted:
+                return
         if not self.is_client:
             return  # Rule 5: the server closes TCP first (sections 7.1.1, 7.1.7).
-        # Wait for the server to close TCP, discarding what it still sends.
-        with anyio.move_on_after(self.close_timeout):
+        # Wait for the server to close TCP, discarding what it still sends; within
+        # what is left of close_timeout if the keepalive started the closing.
+        if self._deadline_action == _AWAIT_CLOSE:
+            deadline = self._deadline
+        else:
+            deadline = _deadline(self.close_timeout)
+        with self._new_scope(deadline):
             while True:
                 try:
                     await self._stream.receive(READ_SIZE)
@@ -686,29 +810,64 @@ class Connection:
         for waiter in self._pings.values():
             waiter.event.set()  # with no latency: ping() raises ConnectionClosed
         self._pings.clear()
-        await anyio.aclose_forcefully(self._stream)
-        self._closed.set()
-        self.logger.debug(
-            "connection closed: %s", self._closed_exception() if self._protocol else ""
-        )
+        stream = self._stream
+        if type(stream) is AsyncioSocketStream:
+            await stream.aclose()  # closes the transport at once, never blocks
+        else:
+            await anyio.aclose_forcefully(stream)
+        self._set_closed()
+        if self.logger.isEnabledFor(logging.DEBUG):
+            self.logger.debug(
+                "connection closed: %s",
+                self._closed_exception() if self._protocol else "",
+            )
 
     # -- keepalive ------------------------------------------------------------
 
-    async def _keepalive(self) -> None:
-        assert self.ping_interval is not None
-        while True:
-            with anyio.move_on_after(self.ping_interval):
-                await self._closed.wait()
-                return
-            try:
-                with anyio.fail_after(self.ping_timeout):
-                    await self.ping()
-            except TimeoutError:
-                self.logger.debug("keepalive ping timeout; closing the connection")
-                await self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
-                return
-            except ConnectionClosed:
-                return
+    async def _at_deadline_passed(self) -> None:
+        """Keep the connection alive (section 5.5.2), or end a stuck closing.
+
+        Called by the reader when the deadline of its wait for data passed.
+        """
+        now = anyio.current_time()
+        if now < self._deadline:
+            return  # the deadline moved: a Pong came
+        if self._deadline_action == _AWAIT_CLOSE:
+            self.logger.debug("close timeout; aborting the connection")
+            self._abort()
+            return
+        proto = self._proto
+        if not proto.can_send_data():
+            self._deadline = math.inf  # closing: no more keepalive
+            return
+        if self._deadline_action == _SEND_PING:
+            payload = os.urandom(4)
+            while payload in self._pings:  # pragma: no cover - 1 in 2**32
+                payload = os.urandom(4)
+            waiter = self._keepalive_ping = PendingPing(self, payload)
+            self._pings[payload] = waiter
+            self._deadline_action = _AWAIT_PONG
+            self._deadline = _deadline(self.ping_timeout)
+            # A write that doesn't finish in time fails the connection (rule 3).
+            with self._new_scope(self._deadline):
+                await self._write(proto.send_ping(payload))
+            return
+        self.logger.debug("keepalive ping timeout; closing the connection")
+        self._keepalive_ping = None
+        self._deadline_action = _AWAIT_CLOSE
+        self._deadline = _deadline(self.close_timeout)
+        with self._new_scope(self._deadline):
+            await self._send_close(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+
+    def _keepalive_answered(self) -> None:
+        """The Pong to the keepalive Ping came: the next Ping is due in a while."""
+        self._keepalive_ping = None
+        if self._deadline_action != _AWAIT_PONG or self.ping_interval is None:
+            return
+        self._deadline_action = _SEND_PING
+        self._deadline = anyio.current_time() + self.ping_interval
+        if self._wait_scope is not None:
+            self._wait_scope.deadline = self._deadline
 
     # -- context manager ------------------------------------------------------
 
@@ -823,20 +982,30 @@ class _AsyncIterator:
             raise StopAsyncIteration from None
 
 
-@contextlib.contextmanager
-def unwrap_exception_group() -> Iterator[None]:
+class unwrap_exception_group:  # a class: cheaper than a generator, per connection
     """Re-raise the only exception of an exception group, as itself.
 
     The task group that an ``async with connect()`` or ``serve()`` owns wraps what
     its body raises in an exception group; users expect ``except ConnectionClosed``
     around the block to work, so a group of one is unwrapped.
     """
-    try:
-        yield
-    except BaseExceptionGroup as group:
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        group: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if not isinstance(group, BaseExceptionGroup):
+            return
         leaves = _leaves(group)
         if len(leaves) != 1:
-            raise
+            return
         exc = leaves[0]
         raise exc from exc.__cause__
 

@@ -174,9 +174,8 @@ def _deflate_params(
 # -- client side --------------------------------------------------------------
 
 
-def deflate_offer() -> str:
-    """The permessage-deflate offer a client sends."""
-    return "permessage-deflate; client_max_window_bits"
+# The permessage-deflate offer a client sends.
+_DEFLATE_OFFER = "permessage-deflate; client_max_window_bits"
 
 
 def client_request(
@@ -192,23 +191,33 @@ def client_request(
     compression: bool,
 ) -> Request:
     """Build the client's upgrade request (section 4.1)."""
-    headers = Headers()
-    headers["Host"] = host_header
-    headers["Upgrade"] = "websocket"
-    headers["Connection"] = "Upgrade"
-    headers["Sec-WebSocket-Key"] = key
-    headers["Sec-WebSocket-Version"] = VERSION
+    items = [
+        "Host",
+        host_header,
+        "Upgrade",
+        "websocket",
+        "Connection",
+        "Upgrade",
+        "Sec-WebSocket-Key",
+        key,
+        "Sec-WebSocket-Version",
+        VERSION,
+    ]
     if origin is not None:
-        headers["Origin"] = origin
+        items += ("Origin", origin)
     if authorization is not None:
-        headers["Authorization"] = authorization
+        items += ("Authorization", authorization)
     if compression:
-        headers["Sec-WebSocket-Extensions"] = deflate_offer()
+        items += ("Sec-WebSocket-Extensions", _DEFLATE_OFFER)
     if subprotocols:
-        headers["Sec-WebSocket-Protocol"] = ", ".join(subprotocols)
+        items += ("Sec-WebSocket-Protocol", ", ".join(subprotocols))
+    headers = Headers._from_items(items)
     if additional_headers is not None:
         headers.update(additional_headers)
-    if user_agent is not None and "User-Agent" not in headers:
+        if user_agent is not None and "User-Agent" in headers:
+            user_agent = None
+        headers._compact()
+    if user_agent is not None:
         headers["User-Agent"] = user_agent
     return Request(target, headers)
 
@@ -395,17 +404,21 @@ def accept_response(
     server_header: str | None,
 ) -> Response:
     """Build the 101 response that completes the server's handshake."""
-    headers = Headers()
-    headers["Upgrade"] = "websocket"
-    headers["Connection"] = "Upgrade"
-    headers["Sec-WebSocket-Accept"] = accept_key(key)
+    items = [
+        "Upgrade",
+        "websocket",
+        "Connection",
+        "Upgrade",
+        "Sec-WebSocket-Accept",
+        accept_key(key),
+    ]
     if extensions is not None:
-        headers["Sec-WebSocket-Extensions"] = extensions
+        items += ("Sec-WebSocket-Extensions", extensions)
     if subprotocol is not None:
-        headers["Sec-WebSocket-Protocol"] = subprotocol
+        items += ("Sec-WebSocket-Protocol", subprotocol)
     if server_header is not None:
-        headers["Server"] = server_header
-    return Response(101, "Switching Protocols", headers)
+        items += ("Server", server_header)
+    return Response(101, "Switching Protocols", Headers._from_items(items))
 
 
 def error_response(exc: InvalidHandshake, server_header: str | None) -> Response:

@@ -18,6 +18,8 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from typing import TYPE_CHECKING
 
+from anyio import BrokenResourceError, EndOfStream
+
 from .exceptions import InvalidMessage, SecurityError
 
 if TYPE_CHECKING:
@@ -30,10 +32,40 @@ MAX_HEADERS = 128
 MAX_HEAD = 65536
 MAX_BODY = 2**20
 
+# A connection keeps the headers of its handshake for as long as it lives. Names seen
+# before are decoded once and shared by every message, and so are the values of the
+# headers whose values repeat from one client to the next (a browser's User-Agent,
+# say). Both caches are bounded, since clients choose what they send.
+_NAMES: dict[bytes, tuple[str, bool]] = {}
+_VALUES: dict[bytes, str] = {}
+_MAX_CACHED = 512
+_MAX_CACHED_VALUE = 256
+_SHARED_VALUES = frozenset(
+    {
+        "accept",
+        "accept-encoding",
+        "accept-language",
+        "cache-control",
+        "connection",
+        "host",
+        "origin",
+        "pragma",
+        "sec-websocket-extensions",
+        "sec-websocket-protocol",
+        "sec-websocket-version",
+        "upgrade",
+        "user-agent",
+    }
+)
+
 # RFC 9110 section 5.6.2: token = 1*tchar.
 _token = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+").fullmatch
 # RFC 9110 section 5.5: field values carry visible characters, spaces and tabs.
 _value = re.compile(rb"[\x09\x20-\x7e\x80-\xff]*").fullmatch
+# Both at once, for the common case of a valid line.
+_field_line = re.compile(
+    rb"([-!#$%&'*+.^_`|~0-9A-Za-z]+):([\x09\x20-\x7e\x80-\xff]*)"
+).fullmatch
 # RFC 9112 section 3.2.1: origin-form = absolute-path [ "?" query ].
 _origin_form = re.compile(r"/[!$&'()*+,;=:@%/?A-Za-z0-9._~-]*").fullmatch
 
@@ -74,15 +106,42 @@ class Headers(MutableMapping[str, str]):
     value. As in ``websockets``, ``headers[name] = value`` *adds* a value.
     """
 
-    __slots__ = ("_dict", "_list")
+    # The headers are kept as one flat list, name, value, name, value...; the
+    # index by lowercase name that lookups use is built on the first lookup.
+    # A connection keeps the headers of its handshake for as long as it lives, but
+    # looks them up only during the handshake: then the index is dropped.
+    __slots__ = ("_index", "_items")
 
     def __init__(self, *args: HeadersLike | None, **kwargs: str) -> None:
-        self._dict: dict[str, list[str]] = {}
-        self._list: list[tuple[str, str]] = []
+        self._items: list[str] = []
+        self._index: dict[str, list[str]] | None = None
         for arg in args:
             if arg is not None:
                 self.update(arg)
-        self.update(kwargs)
+        if kwargs:
+            self.update(kwargs)
+
+    @classmethod
+    def _from_items(cls, items: list[str]) -> Headers:
+        """Wrap a flat list of names and values, without copying it."""
+        headers = cls.__new__(cls)
+        headers._items = items
+        headers._index = None
+        return headers
+
+    def _lookup(self) -> dict[str, list[str]]:
+        index = self._index
+        if index is None:
+            index = {}
+            items = self._items
+            for i in range(0, len(items), 2):
+                index.setdefault(items[i].lower(), []).append(items[i + 1])
+            self._index = index
+        return index
+
+    def _compact(self) -> None:
+        """Drop the index; the next lookup builds it again."""
+        self._index = None
 
     def update(self, *args: object, **kwargs: str) -> None:
         """Add every header of a mapping or an iterable of pairs."""
@@ -97,58 +156,66 @@ class Headers(MutableMapping[str, str]):
                 self[name] = value
 
     def __str__(self) -> str:
-        return "".join(f"{name}: {value}\r\n" for name, value in self._list) + "\r\n"
+        lines = [f"{name}: {value}\r\n" for name, value in self.raw_items()]
+        return "".join(lines) + "\r\n"
 
     def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({self._list!r})"
+        return f"{self.__class__.__name__}({list(self.raw_items())!r})"
 
     def copy(self) -> Headers:
         """Return a copy."""
-        return Headers(self)
+        return Headers._from_items(self._items.copy())
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._dict
+        return isinstance(name, str) and name.lower() in self._lookup()
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._dict)
+        return iter(self._lookup())
 
     def __len__(self) -> int:
-        return len(self._dict)
+        return len(self._lookup())
 
     def __getitem__(self, name: str) -> str:
-        values = self._dict[name.lower()]
+        values = self._lookup()[name.lower()]
         if len(values) == 1:
             return values[0]
         raise MultipleValuesError(name)
 
     def __setitem__(self, name: str, value: str) -> None:
-        self._dict.setdefault(name.lower(), []).append(value)
-        self._list.append((name, value))
+        self._items += (name, value)
+        if self._index is not None:
+            self._index.setdefault(name.lower(), []).append(value)
 
     def __delitem__(self, name: str) -> None:
         key = name.lower()
-        del self._dict[key]
-        self._list = [(k, v) for k, v in self._list if k.lower() != key]
+        del self._lookup()[key]
+        items = self._items
+        kept: list[str] = []
+        for i in range(0, len(items), 2):
+            if items[i].lower() != key:
+                kept += (items[i], items[i + 1])
+        self._items = kept
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Headers):
             return NotImplemented
-        return self._dict == other._dict
+        return self._lookup() == other._lookup()
 
     __hash__ = None  # type: ignore[assignment]
 
     def clear(self) -> None:
         """Remove every header."""
-        self._dict = {}
-        self._list = []
+        self._items = []
+        self._index = None
 
     def get_all(self, name: str) -> list[str]:
         """Return every value of ``name``, in order; an empty list if absent."""
-        return self._dict.get(name.lower(), [])
+        return self._lookup().get(name.lower(), [])
 
     def raw_items(self) -> Iterator[tuple[str, str]]:
         """Return ``(name, value)`` pairs in the order received, repeats included."""
-        return iter(self._list)
+        items = iter(self._items)
+        return zip(items, items, strict=True)
 
 
 HeadersLike = Headers | Mapping[str, str] | Iterable[tuple[str, str]]
@@ -227,8 +294,6 @@ class HeadReader:
         self.buffer = bytearray(buffer)
 
     async def _fill(self, what: str) -> None:
-        from anyio import BrokenResourceError, EndOfStream
-
         try:
             self.buffer += await self.stream.receive(65536)
         except EndOfStream as exc:
@@ -256,16 +321,37 @@ class HeadReader:
         del self.buffer[: end + 4]
         _check_partial_head(head)
         start, *lines = head.split(b"\r\n")[:-1]
-        headers = Headers()
+        items: list[str] = []
+        names = _NAMES
+        values = _VALUES
         for line in lines:
-            name, sep, value = line.partition(b":")
-            if not sep or not _token(name):
-                raise InvalidMessage(f"invalid HTTP header line: {_show(line)}")
-            value = value.strip(b" \t")
-            if not _value(value):
-                raise InvalidMessage(f"invalid HTTP header value: {_show(line)}")
-            headers[name.decode("ascii")] = value.decode("latin-1")
-        return start.decode("latin-1"), headers
+            match = _field_line(line)
+            if match is None:
+                _check_field_line(line)  # raises, saying what is wrong
+                continue  # pragma: no cover - _check_field_line raised
+            raw_name, raw_value = match.groups()
+            known = names.get(raw_name)
+            if known is None:
+                name = raw_name.decode("ascii")
+                shared = name.lower() in _SHARED_VALUES
+                if len(names) < _MAX_CACHED:
+                    names[raw_name] = (name, shared)
+            else:
+                name, shared = known
+            raw_value = raw_value.strip(b" \t")
+            if shared:
+                value = values.get(raw_value)
+                if value is None:
+                    value = raw_value.decode("latin-1")
+                    if (
+                        len(values) < _MAX_CACHED
+                        and len(raw_value) <= _MAX_CACHED_VALUE
+                    ):
+                        values[raw_value] = value
+            else:
+                value = raw_value.decode("latin-1")
+            items += (name, value)
+        return start.decode("latin-1"), Headers._from_items(items)
 
     async def read_request(self) -> Request:
         """Read a WebSocket upgrade request: ``GET <origin-form> HTTP/1.1``."""
@@ -293,8 +379,6 @@ class HeadReader:
         return response
 
     async def _read_body(self, headers: Headers) -> bytes:
-        from anyio import EndOfStream
-
         if "chunked" in headers.get("Transfer-Encoding", "").lower():
             return await self._read_chunked()
         if "Content-Length" in headers:
@@ -351,18 +435,23 @@ class InvalidMethod(InvalidMessage):
         self.method = method
 
 
+def _check_field_line(line: bytes) -> None:
+    """Raise the error that a malformed header line calls for."""
+    name, sep, value = line.partition(b":")
+    if not sep or not _token(name):
+        raise InvalidMessage(f"invalid HTTP header line: {_show(line)}")
+    if not _value(value.strip(b" \t")):
+        raise InvalidMessage(f"invalid HTTP header value: {_show(line)}")
+
+
 def _check_partial_head(data: bytes | bytearray) -> None:
     if len(data) > MAX_HEAD:
         raise SecurityError(f"HTTP message head over {MAX_HEAD} bytes")
     lines = data.count(b"\n")
     if lines > MAX_HEADERS + 1:
         raise SecurityError(f"more than {MAX_HEADERS} HTTP headers")
-    start = 0
-    while (eol := data.find(b"\n", start)) >= 0:
-        if eol - start > MAX_LINE:
-            raise SecurityError(f"HTTP line over {MAX_LINE} bytes")
-        start = eol + 1
-    if len(data) - start > MAX_LINE:
+    # No line, the last one included, may be longer than MAX_LINE.
+    if len(data) > MAX_LINE and max(map(len, data.split(b"\n"))) > MAX_LINE:
         raise SecurityError(f"HTTP line over {MAX_LINE} bytes")
 
 

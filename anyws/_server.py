@@ -2,22 +2,37 @@
 
 A server owns one task group. It runs an accept loop per listener and a task per
 connection; each connection task runs the handshake (TLS included) within
-``open_timeout``, then the handler inside a task group of the connection's own, which
-holds the connection's reader. Whatever one client does ends in that client's task:
-a handshake error is logged at debug level, a handler error at error level, and
-neither reaches the other connections or the server.
+``open_timeout``, starts the connection's reader in the server's task group, and
+runs the handler; it ends only once the reader has torn the connection down.
+Whatever one client does ends in that client's task: a handshake error is logged at
+debug level, a handler error at error level, and neither reaches the other
+connections or the server.
+
+An idle connection costs two tasks, the handler's and the reader's, and no task
+group of its own: tasks and cancel scopes make up most of its memory. On TCP
+listeners, the accept loop takes every connection waiting at each wake-up, as
+asyncio's own servers do, rather than one per turn of the event loop.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
+import socket
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast
 
 import anyio
-from anyio.abc import ByteStream, SocketAttribute, SocketListener, TaskGroup, TaskStatus
+from anyio.abc import (
+    ByteStream,
+    SocketAttribute,
+    SocketListener,
+    SocketStream,
+    TaskGroup,
+    TaskStatus,
+)
 from anyio.streams.tls import TLSStream
 
 from . import _handshake
@@ -36,7 +51,6 @@ from ._streams import lean_stream
 from .exceptions import ConnectionClosed, InvalidHandshake
 
 if TYPE_CHECKING:
-    import socket
     import ssl as ssl_module
 
     from typing_extensions import Unpack
@@ -224,6 +238,10 @@ async def _server_handshake(connection: ServerConnection, options: _Options) -> 
         if replaced is not None:
             response = replaced
     connection.response = response
+    # The headers stay with the connection, but lookups in them are over.
+    response.headers._compact()
+    if request is not None:
+        request.headers._compact()
     await stream.send(response.serialize())
     if response.status_code != 101:
         connection.logger.debug(
@@ -234,6 +252,17 @@ async def _server_handshake(connection: ServerConnection, options: _Options) -> 
         return False
     connection._open(deflate, options.deflate_settings, bytes(reader.buffer))
     return True
+
+
+def _timeout(delay: float | None) -> anyio.CancelScope:
+    """A cancel scope with a deadline ``delay`` seconds away (``None``: none).
+
+    Cheaper than :func:`anyio.move_on_after`, which wraps the same scope in a
+    generator; check ``cancelled_caught`` after the block.
+    """
+    if delay is None:
+        return anyio.CancelScope()
+    return anyio.CancelScope(deadline=anyio.current_time() + delay)
 
 
 def _internal_error(options: _Options) -> Response:
@@ -247,22 +276,24 @@ def _internal_error(options: _Options) -> Response:
     )
 
 
-async def _run_handler(connection: ServerConnection, handler: Handler) -> None:
-    """Run ``handler``; close with 1000 after it returns, 1011 after it raises."""
-    with unwrap_exception_group():
-        async with anyio.create_task_group() as task_group:
-            connection._start(task_group)
-            try:
-                await handler(connection)
-            except ConnectionClosed:
-                connection.logger.debug("handler ended on a closed connection")
-            except Exception:
-                connection.logger.error("connection handler failed", exc_info=True)
-                with anyio.CancelScope(shield=True):
-                    await connection.close(CloseCode.INTERNAL_ERROR, "internal error")
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await connection.close()
+async def _run_handler(
+    connection: ServerConnection, handler: Handler, task_group: TaskGroup
+) -> None:
+    """Run ``handler``; close with 1000 after it returns, 1011 after it raises.
+
+    The connection's reader runs in ``task_group``; this returns only once the
+    reader has closed the connection.
+    """
+    connection._start(task_group)
+    try:
+        await handler(connection)
+    except ConnectionClosed:
+        connection.logger.debug("handler ended on a closed connection")
+    except Exception:
+        connection.logger.error("connection handler failed", exc_info=True)
+        await connection._close(CloseCode.INTERNAL_ERROR, "internal error", shield=True)
+    finally:
+        await connection._close(CloseCode.NORMAL_CLOSURE, "", shield=True)
 
 
 class Server:
@@ -285,7 +316,8 @@ class Server:
         self._closed = anyio.Event()
         self._task_group: TaskGroup | None = None
         self._host_task_group: TaskGroup | None = None
-        self._handlers_done = anyio.Event()
+        # Set when the last handler ends; made only while aclose() waits for it.
+        self._handlers_done: anyio.Event | None = None
         self._handlers = 0
         try:
             self._port: int | None = _bound_port(listeners)
@@ -331,6 +363,10 @@ class Server:
         if self._closing:
             scope.cancel()
         with scope:
+            sock = _batch_accept_socket(listener)
+            if sock is not None:
+                await self._accept_batches(sock)
+                return
             while True:
                 try:
                     stream = await listener.accept()
@@ -346,41 +382,97 @@ class Server:
                     self._handle, stream, name="anyws connection"
                 )
 
-    async def _handle(self, stream: ByteStream) -> None:
-        options = self._options
-        connection: ServerConnection | None = None
-        try:
+    async def _accept_batches(self, sock: socket.socket) -> None:
+        """Accept connections from the listening socket itself, in batches.
+
+        :meth:`~anyio.abc.SocketListener.accept` takes one connection per call and
+        checkpoints first: at least one turn of the event loop per connection, in
+        the one task that accepts. Here every wake-up accepts all the connections
+        waiting (up to :data:`ACCEPT_BATCH`), as asyncio's own servers do, and each
+        connection task wraps its socket in a stream itself.
+        """
+        assert self._task_group is not None
+        task_group = self._task_group
+        while True:
+            if sock.fileno() < 0:
+                return  # the listener was closed
             try:
-                with anyio.fail_after(options.open_timeout):
-                    stream = lean_stream(stream)
-                    if options.ssl is not None:
-                        stream = await _wrap_tls(stream, options.ssl)
-                    connection = options.new_connection(stream)
-                    opened = await _server_handshake(connection, options)
-            except TimeoutError:
-                logger.debug("opening handshake timed out")
-                opened = False
-            except (
-                OSError,
-                anyio.BrokenResourceError,
-                anyio.EndOfStream,
-                InvalidHandshake,
-            ) as exc:
-                logger.debug("opening handshake failed: %r", exc)
-                opened = False
-            if not opened or connection is None:
-                await anyio.aclose_forcefully(stream)
+                await _wait_readable(sock)
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
                 return
+            for _ in range(ACCEPT_BATCH):
+                try:
+                    client, _address = sock.accept()
+                except BlockingIOError:
+                    break
+                except (InterruptedError, ConnectionAbortedError):
+                    continue  # a client that left before it was accepted
+                except OSError as exc:
+                    if sock.fileno() < 0:
+                        return  # the listener was closed
+                    # EMFILE and the like: keep serving the connections we have.
+                    logger.error("error accepting a connection: %s", exc)
+                    await anyio.sleep(0.1)
+                    break
+                self._handlers += 1
+                task_group.start_soon(self._handle, client, name="anyws connection")
+
+    async def _handle(self, stream: ByteStream | socket.socket) -> None:
+        try:
+            connection = await self._open(stream)
+            del stream  # the connection holds what it needs of it
+            if connection is None:
+                return
+            assert self._task_group is not None
             self.connections.add(connection)
             try:
-                await _run_handler(connection, self._handler)
+                await _run_handler(connection, self._handler, self._task_group)
             finally:
                 self.connections.discard(connection)
         finally:
             self._handlers -= 1
-            if self._handlers == 0:
+            if self._handlers == 0 and self._handlers_done is not None:
                 self._handlers_done.set()
-                self._handlers_done = anyio.Event()
+                self._handlers_done = None
+
+    async def _open(
+        self, accepted: ByteStream | socket.socket
+    ) -> ServerConnection | None:
+        """Run the TLS and WebSocket handshakes within ``open_timeout``.
+
+        Returns the connection if it opened; otherwise closes what was accepted.
+        """
+        options = self._options
+        connection = None
+        opened = False
+        stream: ByteStream | None = None
+        try:
+            with _timeout(options.open_timeout) as scope:
+                if isinstance(accepted, socket.socket):
+                    stream = await _wrap_socket(accepted)
+                else:
+                    stream = accepted
+                stream = lean_stream(stream)
+                if options.ssl is not None:
+                    stream = await _wrap_tls(stream, options.ssl)
+                connection = options.new_connection(stream)
+                opened = await _server_handshake(connection, options)
+            if scope.cancelled_caught:
+                logger.debug("opening handshake timed out")
+        except (
+            OSError,
+            anyio.BrokenResourceError,
+            anyio.EndOfStream,
+            InvalidHandshake,
+        ) as exc:
+            logger.debug("opening handshake failed: %r", exc)
+        if not opened:
+            if stream is not None:
+                await anyio.aclose_forcefully(stream)
+            elif isinstance(accepted, socket.socket):
+                accepted.close()
+            return None
+        return connection
 
     async def aclose(self) -> None:
         """Close the server gracefully.
@@ -405,6 +497,8 @@ class Server:
                     for connection in list(self.connections):
                         task_group.start_soon(connection.close, CloseCode.GOING_AWAY)
                 while self._handlers:
+                    if self._handlers_done is None:
+                        self._handlers_done = anyio.Event()
                     await self._handlers_done.wait()
             if self._task_group is not None:
                 self._task_group.cancel_scope.cancel()
@@ -505,6 +599,49 @@ async def serve(
                     await server.aclose()
 
 
+# Connections accepted at most per wake-up of the accept loop, so that a flood of
+# them leaves the connections already open their turn.
+ACCEPT_BATCH = 64
+
+_wait_readable: Callable[[socket.socket], Awaitable[None]] = getattr(
+    anyio, "wait_readable", None
+) or getattr(anyio, "wait_socket_readable")  # noqa: B009 - before anyio 4.7
+_from_socket: Callable[[socket.socket], Awaitable[SocketStream]] | None = getattr(
+    SocketStream, "from_socket", None
+)  # not in older anyio versions
+
+
+def _batch_accept_socket(listener: SocketListener) -> socket.socket | None:
+    """The listening socket, if connections can be accepted from it directly."""
+    if _from_socket is None or sys.platform == "win32":
+        return None  # on Windows, asyncio's loop may not wait for a socket
+    try:
+        sock: socket.socket = listener.extra(SocketAttribute.raw_socket)
+    except anyio.TypedAttributeLookupError:
+        return None
+    if (
+        sock.family not in (socket.AF_INET, socket.AF_INET6)
+        or sock.type != socket.SOCK_STREAM
+        or sock.getblocking()
+    ):
+        return None
+    return sock
+
+
+async def _wrap_socket(sock: socket.socket) -> ByteStream:
+    """Wrap an accepted TCP socket as anyio does in its listeners' accept()."""
+    assert _from_socket is not None
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return await _from_socket(sock)
+    except ValueError as exc:
+        sock.close()  # anyio found it unconnected: the client left already
+        raise OSError(f"connection lost: {exc}") from exc
+    except BaseException:
+        sock.close()
+        raise
+
+
 def _bound_port(listeners: list[SocketListener]) -> int:
     port: int = listeners[0].extra(SocketAttribute.local_port)
     return port
@@ -547,5 +684,4 @@ async def accept(
             try:
                 yield connection
             finally:
-                with anyio.CancelScope(shield=True):
-                    await connection.close()
+                await connection._close(CloseCode.NORMAL_CLOSURE, "", shield=True)
