@@ -10,15 +10,35 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import socket
 import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import pytest
 from anyio.abc import ByteStream, SocketStream
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+
+def _has_ipv6_loopback() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+HAS_IPV6 = _has_ipv6_loopback()
+"""Whether this machine can bind the IPv6 loopback address."""
+needs_ipv6 = pytest.mark.skipif(
+    not HAS_IPV6, reason="this machine has no IPv6 loopback (cannot bind ::1)"
+)
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 

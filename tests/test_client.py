@@ -33,6 +33,7 @@ from anyio.streams.tls import TLSStream
 
 import anyws
 from anyws import Headers, InvalidStatus, SecurityError, State
+from tests.helpers import needs_ipv6
 
 from .helpers import OP_CLOSE, OP_TEXT, RawPeer, memory_stream_pair
 
@@ -46,23 +47,6 @@ _GONE = (
     anyio.BrokenResourceError,
     anyio.ClosedResourceError,
     OSError,
-)
-
-
-def _has_ipv6_loopback() -> bool:
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
-            sock.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-HAS_IPV6 = _has_ipv6_loopback()
-needs_ipv6 = pytest.mark.skipif(
-    not HAS_IPV6, reason="this machine has no IPv6 loopback (cannot bind ::1)"
 )
 
 

@@ -19,7 +19,6 @@ Discipline
 from __future__ import annotations
 
 import logging
-import socket
 import urllib.parse
 import uuid
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from anyws import (
     InvalidMessage,
     InvalidStatus,
 )
+from tests.helpers import needs_ipv6
 
 from .helpers import memory_stream_pair
 
@@ -52,23 +52,6 @@ if TYPE_CHECKING:
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 # Safety net for waits that would otherwise hang when a behaviour is missing.
 TIMEOUT = 5
-
-
-def _has_ipv6_loopback() -> bool:
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
-            sock.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-HAS_IPV6 = _has_ipv6_loopback()
-needs_ipv6 = pytest.mark.skipif(
-    not HAS_IPV6, reason="this machine has no IPv6 loopback (::1)"
-)
 
 
 async def echo(ws: anyws.ServerConnection) -> None:
