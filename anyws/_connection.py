@@ -3,15 +3,18 @@
 Every await of the library happens here or in the handshakes; the protocol decisions
 happen in :mod:`anyws._protocol`. The rules this module keeps:
 
-Rule 1: one reader task per connection reads the stream for as long as it is open,
+Rule 1: one reader per connection reads the stream for as long as it is open,
     answers Pings and Close frames through the protocol, and hands data to the
-    :class:`~anyws._messages.Assembler`. It lives in the task group of the ``async
-    with`` that opened the connection, and it is the only task that tears the
+    :class:`~anyws._messages.Assembler`. It is the only code that tears the
     connection down: it closes the stream and then marks the connection closed.
-    It also keeps the connection alive (section 5.5.2): it waits for data with a
-    deadline, and when the deadline passes, it sends a Ping, or fails the
-    connection with 1011 if the previous keepalive Ping got no Pong in time. One
-    task instead of two keeps an idle connection small.
+    It also keeps the connection alive (section 5.5.2): at a deadline, it sends a
+    Ping, or fails the connection with 1011 if the previous keepalive Ping got no
+    Pong in time. On most streams the reader is a task, in the task group of the
+    ``async with`` that opened the connection, which waits for data with the
+    deadline. On asyncio TCP streams, which deliver bytes by callback
+    (:mod:`anyws._streams`), it is :class:`_DirectReader`: the same decisions,
+    taken in the event loop's callbacks and a timer, with no task at all. An idle
+    connection then costs only its handler's task.
 
 Rule 2: writes are serialised frame by frame; whole messages are serialised by a
     second lock, so that a fragmented message never interleaves with another one,
@@ -46,7 +49,7 @@ from anyio.abc import ByteStream, SocketAttribute, TaskGroup
 
 from ._messages import Assembler
 from ._protocol import CloseCode, Protocol, State, is_sendable_code
-from ._streams import AsyncioSocketStream
+from ._streams import AsyncioSocketStream, Timer
 from .exceptions import (
     ConcurrencyError,
     ConnectionClosed,
@@ -93,6 +96,11 @@ _AWAIT_CLOSE = 2  # the peer didn't finish the closing handshake: abort
 def _deadline(delay: float | None) -> float:
     """The clock value ``delay`` seconds from now; infinity for ``None``."""
     return math.inf if delay is None else anyio.current_time() + delay
+
+
+def _after(now: float, delay: float | None) -> float:
+    """The clock value ``delay`` seconds after ``now``; infinity for ``None``."""
+    return math.inf if delay is None else now + delay
 
 
 class _Lock:
@@ -201,6 +209,7 @@ class Connection:
         self._lost_cause: BaseException | None = None
         self._local_close = False
         self._initial = b""
+        self._direct: _DirectReader | None = None
 
     # -- set-up ---------------------------------------------------------------
 
@@ -222,10 +231,21 @@ class Connection:
         self._initial = initial
 
     def _start(self, task_group: TaskGroup) -> None:
-        """Start the reader task in ``task_group``."""
-        task_group.start_soon(self._reader, name="anyws reader")
+        """Start the reader: a task in ``task_group``, or a direct reader (rule 1)."""
         if self.logger.isEnabledFor(logging.DEBUG):
             self.logger.debug("connection open: %s", self.remote_address)
+        stream = self._stream
+        if type(stream) is AsyncioSocketStream:
+            self._direct = _DirectReader(self, stream)
+            self._direct.start()
+        else:
+            task_group.start_soon(self._reader, name="anyws reader")
+
+    def _now(self) -> float:
+        """The time on the clock of the deadlines, callable outside a task."""
+        if self._direct is not None:
+            return self._direct.stream.time()
+        return anyio.current_time()
 
     @property
     def _proto(self) -> Protocol:
@@ -357,8 +377,8 @@ class Connection:
         # Pings are answered in order: this Pong acknowledges earlier Pings too.
         for key in list(pings):
             waiter = pings.pop(key)
-            waiter.latency = self.latency = now - waiter.sent_at
-            waiter.event.set()
+            waiter.done(now - waiter.sent_at)
+            self.latency = now - waiter.sent_at
             if waiter is self._keepalive_ping:
                 self._keepalive_answered()
             if key == payload:
@@ -606,13 +626,17 @@ class Connection:
 
     async def _send_close(self, code: int, reason: str) -> None:
         """Start the closing handshake from this side."""
+        try:
+            await self._write(self._start_closing(code, reason))
+        except ConnectionClosed:
+            pass
+
+    def _start_closing(self, code: int, reason: str) -> bytes:
+        """Start the closing handshake; return the Close frame to send."""
         self._local_close = True
         self._assembler.discard_incomplete()
         self._assembler.stop_pausing()
-        try:
-            await self._write(self._proto.send_close(code, reason))
-        except ConnectionClosed:
-            pass
+        return self._proto.send_close(code, reason)
 
     async def wait_closed(self) -> None:
         """Wait until the TCP connection is closed."""
@@ -634,7 +658,9 @@ class Connection:
     def _abort(self) -> None:
         """Stop the reader wherever it waits; it then tears the connection down."""
         self._aborted = True
-        if self._scope is not None:
+        if self._direct is not None:
+            self._direct.teardown()
+        elif self._scope is not None:
             self._scope.cancel()
 
     def _connection_lost(self, exc: BaseException | None) -> None:
@@ -668,13 +694,7 @@ class Connection:
                     await self._received(self._initial)
                 self._initial = b""
             if not (self._aborted or proto.close_rcvd or proto.failure):
-                stream = self._stream
-                # The direct path returns true at the end of the stream or when the
-                # connection is lost; the loop that pulls data then reports which.
-                if not isinstance(stream, AsyncioSocketStream) or (
-                    await self._read_pushed(stream)
-                ):
-                    await self._read_frames()
+                await self._read_frames()
             if not self._aborted:
                 await self._finish_closing()
         except ConnectionClosed:
@@ -721,58 +741,6 @@ class Connection:
             if scope.cancelled_caught:
                 await self._at_deadline_passed()
 
-    async def _read_pushed(self, stream: AsyncioSocketStream) -> bool:
-        """The direct path: process bytes as the event loop reads them.
-
-        Data frames go to the assembler and Pongs out to the peer without a task
-        switch; this task only wakes up when the closing handshake starts, when the
-        connection fails, at the end of the stream, or at the keepalive deadline.
-
-        Returns:
-            Whether the stream ended or was lost (the caller finds out which).
-        """
-        proto = self._proto
-        assembler = self._assembler
-        held: list[bytes] = []  # answers waiting for the peer to read
-
-        def pushed(data: bytes) -> bool:
-            out = proto.receive_data(data)
-            if proto.close_rcvd is not None or proto.failure is not None:
-                if out:
-                    stream.send_nowait(out)  # the last frame: a Close
-                return False
-            if out:
-                if stream.writing_paused:
-                    # The peer doesn't read what we send: Pongs wait, and so does
-                    # reading, or a Ping flood would grow the buffer without bound.
-                    held.append(out)
-                    return False
-                stream.send_nowait(out)  # whole frames; a write never splits one
-            if assembler.paused:
-                stream.pause_reading()
-            return True
-
-        assembler.on_resume = stream.resume_reading
-        try:
-            while proto.close_rcvd is None and proto.failure is None:
-                scope = self._wait_scope = self._new_scope(self._deadline)
-                with scope:
-                    await stream.push_to(pushed)
-                self._wait_scope = None
-                wrote = bool(held)
-                if wrote and not self._aborted:
-                    with self._new_scope():
-                        await self._write(held.pop())
-                if self._aborted:
-                    return False
-                if scope.cancelled_caught:
-                    await self._at_deadline_passed()
-                elif not wrote:
-                    return proto.close_rcvd is None and proto.failure is None
-            return False
-        finally:
-            assembler.on_resume = None
-
     async def _finish_closing(self) -> None:
         proto = self._proto
         if proto.state is State.CLOSED:
@@ -804,17 +772,21 @@ class Connection:
                     return
 
     async def _teardown(self) -> None:
+        self._release()
+        await anyio.aclose_forcefully(self._stream)
+        self._closed_now()
+
+    def _release(self) -> None:
+        """The first half of tearing down: nothing will be received any more."""
         if self._protocol is not None:
             self._protocol.connection_lost()
         self._assembler.close()
         for waiter in self._pings.values():
-            waiter.event.set()  # with no latency: ping() raises ConnectionClosed
+            waiter.done()  # with no latency: ping() raises ConnectionClosed
         self._pings.clear()
-        stream = self._stream
-        if type(stream) is AsyncioSocketStream:
-            await stream.aclose()  # closes the transport at once, never blocks
-        else:
-            await anyio.aclose_forcefully(stream)
+
+    def _closed_now(self) -> None:
+        """The second half, once the stream is closed."""
         self._set_closed()
         if self.logger.isEnabledFor(logging.DEBUG):
             self.logger.debug(
@@ -827,19 +799,29 @@ class Connection:
     async def _at_deadline_passed(self) -> None:
         """Keep the connection alive (section 5.5.2), or end a stuck closing.
 
-        Called by the reader when the deadline of its wait for data passed.
+        Called by the reader task when the deadline of its wait for data passed.
         """
-        now = anyio.current_time()
+        frame = self._deadline_passed(anyio.current_time())
+        if frame:
+            # A write that doesn't finish in time fails the connection (rule 3).
+            with self._new_scope(self._deadline):
+                await self._write(frame)
+
+    def _deadline_passed(self, now: float) -> bytes:
+        """What to do when the reader's deadline passed; returns a frame to send.
+
+        The frame, a keepalive Ping or a Close, must be sent by :attr:`_deadline`.
+        """
         if now < self._deadline:
-            return  # the deadline moved: a Pong came
+            return b""  # the deadline moved: a Pong came
         if self._deadline_action == _AWAIT_CLOSE:
             self.logger.debug("close timeout; aborting the connection")
             self._abort()
-            return
+            return b""
         proto = self._proto
         if not proto.can_send_data():
             self._deadline = math.inf  # closing: no more keepalive
-            return
+            return b""
         if self._deadline_action == _SEND_PING:
             payload = os.urandom(4)
             while payload in self._pings:  # pragma: no cover - 1 in 2**32
@@ -847,17 +829,13 @@ class Connection:
             waiter = self._keepalive_ping = PendingPing(self, payload)
             self._pings[payload] = waiter
             self._deadline_action = _AWAIT_PONG
-            self._deadline = _deadline(self.ping_timeout)
-            # A write that doesn't finish in time fails the connection (rule 3).
-            with self._new_scope(self._deadline):
-                await self._write(proto.send_ping(payload))
-            return
+            self._deadline = _after(now, self.ping_timeout)
+            return proto.send_ping(payload)
         self.logger.debug("keepalive ping timeout; closing the connection")
         self._keepalive_ping = None
         self._deadline_action = _AWAIT_CLOSE
-        self._deadline = _deadline(self.close_timeout)
-        with self._new_scope(self._deadline):
-            await self._send_close(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+        self._deadline = _after(now, self.close_timeout)
+        return self._start_closing(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
 
     def _keepalive_answered(self) -> None:
         """The Pong to the keepalive Ping came: the next Ping is due in a while."""
@@ -865,8 +843,10 @@ class Connection:
         if self._deadline_action != _AWAIT_PONG or self.ping_interval is None:
             return
         self._deadline_action = _SEND_PING
-        self._deadline = anyio.current_time() + self.ping_interval
-        if self._wait_scope is not None:
+        self._deadline = self._now() + self.ping_interval
+        if self._direct is not None:
+            self._direct.schedule()
+        elif self._wait_scope is not None:
             self._wait_scope.deadline = self._deadline
 
     # -- context manager ------------------------------------------------------
@@ -876,6 +856,143 @@ class Connection:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+class _DirectReader:
+    """The reader of rule 1 on an asyncio TCP stream: callbacks instead of a task.
+
+    It takes the reader task's decisions in the event loop's callbacks
+    (:class:`anyws._streams.DirectReader`): data frames go to the assembler and
+    answers out to the peer as bytes arrive; the keepalive deadline is a timer;
+    and the connection is torn down as soon as it ends, all without awaiting,
+    since the stream writes a whole frame at once.
+    """
+
+    __slots__ = ("_connection", "_draining", "_pong_backlog", "_timer", "stream")
+
+    def __init__(self, connection: Connection, stream: AsyncioSocketStream) -> None:
+        self._connection = connection
+        self.stream = stream
+        self._timer: Timer | None = None
+        # The client waits for the server to close TCP: what still comes is dropped.
+        self._draining = False
+        # Answers wait in the write buffer for the peer to read: so does reading.
+        self._pong_backlog = False
+
+    def start(self) -> None:
+        connection = self._connection
+        stream = self.stream
+        if connection.ping_interval is not None:
+            connection._deadline = stream.time() + connection.ping_interval
+        connection._assembler.on_resume = self._update_reading
+        initial, connection._initial = connection._initial, b""
+        if initial:
+            self.data_received(initial)
+        if not connection._is_closed:
+            stream.start_direct(self)
+        if not connection._is_closed:
+            self.schedule()
+
+    # -- what the stream delivers ---------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self._draining:
+            return
+        connection = self._connection
+        proto = connection._proto
+        try:
+            out = proto.receive_data(data)
+        except Exception:  # pragma: no cover - a bug; the others go on
+            connection.logger.error("error reading from the peer", exc_info=True)
+            connection._abort()
+            return
+        stream = self.stream
+        if out:
+            stream.send_nowait(out)  # whole frames; a write never splits one
+        if proto.close_rcvd is not None or proto.failure is not None:
+            self._finish_closing()
+            return
+        if out and stream.writing_paused:
+            # The peer doesn't read what we send: a Ping flood would grow the
+            # buffer without bound if reading went on.
+            self._pong_backlog = True
+        self._update_reading()
+
+    def stream_ended(self, exception: BaseException | None) -> None:
+        self._connection._connection_lost(exception)
+        self.teardown()
+
+    def writing_resumed(self) -> None:
+        if self._pong_backlog:
+            self._pong_backlog = False
+            self._update_reading()
+
+    def _update_reading(self) -> None:
+        if self._pong_backlog or self._connection._assembler.paused:
+            self.stream.pause_reading()
+        else:
+            self.stream.resume_reading()
+
+    # -- closing ------------------------------------------------------------------
+
+    def _finish_closing(self) -> None:
+        """The closing handshake is done, or the connection failed: end it."""
+        connection = self._connection
+        proto = connection._proto
+        if proto.failure is not None:
+            connection.logger.debug("failing the connection: %s", proto.failure)
+            # The Close frame goes out ahead of a FIN, so that the peer reads it
+            # even if unread data makes our close of TCP a reset.
+            self.stream.send_eof_nowait()
+        if not connection.is_client:
+            self.teardown()  # Rule 5: the server closes TCP first.
+            return
+        # Wait for the server to close TCP; within what is left of close_timeout
+        # if the keepalive started the closing.
+        self._draining = True
+        self.stream.resume_reading()
+        if connection._deadline_action != _AWAIT_CLOSE:
+            connection._deadline_action = _AWAIT_CLOSE
+            connection._deadline = _after(self.stream.time(), connection.close_timeout)
+        self.schedule()
+
+    def teardown(self) -> None:
+        connection = self._connection
+        if connection._is_closed:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.stream.stop_direct()
+        connection._assembler.on_resume = None
+        connection._release()
+        self.stream.close_now()
+        connection._closed_now()
+
+    # -- the deadline -------------------------------------------------------------
+
+    def schedule(self) -> None:
+        """Set the timer to the connection's deadline."""
+        deadline = self._connection._deadline
+        timer = self._timer
+        if timer is not None:
+            if timer.when() == deadline:
+                return
+            timer.cancel()
+            self._timer = None
+        if deadline != math.inf and not self._connection._is_closed:
+            self._timer = self.stream.call_at(deadline, self._deadline_passed)
+
+    def _deadline_passed(self) -> None:
+        self._timer = None
+        connection = self._connection
+        if connection._is_closed:
+            return
+        frame = connection._deadline_passed(self.stream.time())
+        if frame:
+            self.stream.send_nowait(frame)
+        if not connection._is_closed:
+            self.schedule()
 
 
 class _Messages:
@@ -924,14 +1041,24 @@ class _Fragments:
 class PendingPing:
     """A Ping sent and waiting for its Pong."""
 
-    __slots__ = ("_connection", "event", "latency", "payload", "sent_at")
+    __slots__ = ("_connection", "_done", "_event", "latency", "payload", "sent_at")
 
     def __init__(self, connection: Connection, payload: bytes) -> None:
         self._connection = connection
         self.payload = payload
         self.sent_at = time.monotonic()
-        self.event = anyio.Event()
         self.latency: float | None = None
+        self._done = False
+        # Made only when a task waits: keepalive Pings have nobody waiting, and
+        # are sent from event loop callbacks on direct readers.
+        self._event: anyio.Event | None = None
+
+    def done(self, latency: float | None = None) -> None:
+        """The Pong came (with the ``latency``), or the connection closed (without)."""
+        self.latency = latency
+        self._done = True
+        if self._event is not None:
+            self._event.set()
 
     async def wait(self) -> float:
         """Wait for the Pong and return the round trip in seconds.
@@ -942,7 +1069,12 @@ class PendingPing:
             ConnectionClosed: the connection closed before the Pong came.
         """
         try:
-            await self.event.wait()
+            if self._done:
+                await anyio.lowlevel.checkpoint()
+            else:
+                if self._event is None:
+                    self._event = anyio.Event()
+                await self._event.wait()
         finally:
             pings = self._connection._pings
             if pings.get(self.payload) is self:

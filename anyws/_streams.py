@@ -18,10 +18,12 @@ connection that reads small messages one at a time, that is most of its cost.
   leaves part of its data unwritten: it is all in the transport's buffer.
 
 It also offers a direct path, which :class:`~anyws._connection.Connection` uses when
-the stream has it: :meth:`AsyncioSocketStream.push_to` delivers received bytes to a
-callback as the transport reads them, without waking a reader task for each chunk,
-and :meth:`AsyncioSocketStream.send_nowait` writes a whole frame at once (a Pong,
-say) from inside that callback.
+the stream has it: after :meth:`AsyncioSocketStream.start_direct`, received bytes,
+the end of the stream and the end of write backpressure go straight to a
+:class:`DirectReader`'s methods, inside the transport's callbacks, with no task
+waiting to read; :meth:`AsyncioSocketStream.send_nowait` writes a whole frame at once
+(a Pong, say) from there, and :meth:`AsyncioSocketStream.call_at` schedules a
+callback (a keepalive deadline).
 
 Any other stream (trio, TLS, Unix sockets, memory streams) is returned unchanged.
 This module is the only place in anyws that knows about asyncio.
@@ -32,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 import anyio
 from anyio.abc import ByteStream, SocketStream
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
     import socket
     from collections.abc import Callable
 
-__all__ = ["AsyncioSocketStream", "lean_stream"]
+__all__ = ["AsyncioSocketStream", "DirectReader", "Timer", "lean_stream"]
 
 HIGH_WATER = 2**20
 """Bytes buffered unread before the transport stops reading."""
@@ -51,6 +53,9 @@ LOW_WATER = 2**18
 
 READ_SIZE = 2**18
 """The most bytes one read takes from the socket."""
+
+Timer = asyncio.TimerHandle
+"""What :meth:`AsyncioSocketStream.call_at` returns: ``cancel()`` and ``when()``."""
 
 _buffers = threading.local()
 
@@ -67,13 +72,46 @@ def _read_buffer() -> memoryview:
     return view
 
 
+class DirectReader(Protocol):
+    """What :meth:`AsyncioSocketStream.start_direct` delivers to.
+
+    Its methods run inside the event loop's callbacks: they must not block, and they
+    may not use anything that needs a running task.
+    """
+
+    def data_received(self, data: bytes) -> None:
+        """Bytes arrived."""
+
+    def stream_ended(self, exception: BaseException | None) -> None:
+        """The peer closed its side, or the connection was lost (``exception``)."""
+
+    def writing_resumed(self) -> None:
+        """The write buffer went back below its low-water mark."""
+
+
 class _Protocol(asyncio.BufferedProtocol):
-    """Buffers what the transport delivers and wakes the stream's waiters."""
+    """Buffers what the transport delivers, or hands it to a direct reader."""
+
+    __slots__ = (
+        "buffer",
+        "buffered",
+        "drain_waiter",
+        "eof",
+        "exception",
+        "lost",
+        "loop",
+        "read_waiter",
+        "reader",
+        "reading_paused",
+        "transport",
+        "writing_paused",
+    )
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.transport: asyncio.Transport | None = None
-        self.buffer: deque[bytes] = deque()
+        # Bytes not read yet; made when some arrive while nobody reads directly.
+        self.buffer: deque[bytes] | None = None
         self.buffered = 0
         self.eof = False
         self.lost = False
@@ -82,8 +120,7 @@ class _Protocol(asyncio.BufferedProtocol):
         self.writing_paused = False
         self.read_waiter: asyncio.Future[None] | None = None
         self.drain_waiter: asyncio.Future[None] | None = None
-        self.push: Callable[[bytes], bool] | None = None
-        self.push_waiter: asyncio.Future[None] | None = None
+        self.reader: DirectReader | None = None
 
     def _wake_reader(self) -> None:
         waiter = self.read_waiter
@@ -106,16 +143,12 @@ class _Protocol(asyncio.BufferedProtocol):
         self.data_received(bytes(_read_buffer()[:nbytes]))
 
     def data_received(self, data: bytes) -> None:
-        push = self.push
-        if push is not None:
-            try:
-                more = push(data)
-            except BaseException as exc:  # surfaces in push_to()
-                self._stop_push(exc)
-                return
-            if not more:
-                self._stop_push(None)
+        reader = self.reader
+        if reader is not None:
+            reader.data_received(data)
             return
+        if self.buffer is None:
+            self.buffer = deque()
         self.buffer.append(data)
         self.buffered += len(data)
         if self.buffered > HIGH_WATER and not self.reading_paused:
@@ -127,7 +160,10 @@ class _Protocol(asyncio.BufferedProtocol):
     def eof_received(self) -> bool:
         self.eof = True
         self._wake_reader()
-        self._stop_push(None)
+        reader = self.reader
+        if reader is not None:
+            self.reader = None
+            reader.stream_ended(None)
         return True  # keep the transport open for writing (half-close)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -136,18 +172,10 @@ class _Protocol(asyncio.BufferedProtocol):
             self.exception = exc
         self._wake_reader()
         self._wake_writer()
-        self._stop_push(None)
-
-    def _stop_push(self, exc: BaseException | None) -> None:
-        self.push = None
-        waiter = self.push_waiter
-        if waiter is not None:
-            self.push_waiter = None
-            if not waiter.done():
-                if exc is None:
-                    waiter.set_result(None)
-                else:
-                    waiter.set_exception(exc)
+        reader = self.reader
+        if reader is not None:
+            self.reader = None
+            reader.stream_ended(exc)
 
     def pause_writing(self) -> None:
         self.writing_paused = True
@@ -155,6 +183,8 @@ class _Protocol(asyncio.BufferedProtocol):
     def resume_writing(self) -> None:
         self.writing_paused = False
         self._wake_writer()
+        if self.reader is not None:
+            self.reader.writing_resumed()
 
 
 class AsyncioSocketStream(SocketStream):
@@ -176,7 +206,7 @@ class AsyncioSocketStream(SocketStream):
                 raise anyio.ClosedResourceError
             if protocol.eof or protocol.lost:
                 return self._no_data()
-            if protocol.read_waiter is not None:
+            if protocol.read_waiter is not None or protocol.reader is not None:
                 raise anyio.BusyResourceError("reading from")
             protocol.read_waiter = waiter = protocol.loop.create_future()
             try:
@@ -199,33 +229,42 @@ class AsyncioSocketStream(SocketStream):
             self._transport.resume_reading()
         return data
 
-    async def push_to(self, callback: Callable[[bytes], bool]) -> None:
-        """Deliver received bytes to ``callback`` until it returns false.
+    def start_direct(self, reader: DirectReader) -> None:
+        """Deliver received bytes and the end of the stream to ``reader`` directly.
 
-        The callback runs inside the event loop's read handler; it must not block.
-        Returns when the callback returned false, or at end of stream or when the
-        connection is lost (then :meth:`receive` tells which); an exception the
-        callback raised propagates from here. Bytes already buffered are delivered
-        first.
+        Bytes already buffered are delivered first, and the end of the stream too if
+        it came already. From then on :meth:`receive` may not be called.
+        :meth:`stop_direct` ends it, and so does the end of the stream.
         """
         protocol = self._protocol
-        while protocol.buffer:
-            data = protocol.buffer.popleft()
-            protocol.buffered -= len(data)
-            if not callback(data):
-                return
+        buffer = protocol.buffer
+        protocol.buffer = None
+        protocol.buffered = 0
+        protocol.reader = reader
+        while buffer and protocol.reader is reader:
+            reader.data_received(buffer.popleft())
+        if protocol.reader is not reader:
+            return  # the reader stopped it
         if protocol.eof or protocol.lost or self._closed:
-            return
-        protocol.push = callback
-        protocol.push_waiter = waiter = protocol.loop.create_future()
-        try:
-            await waiter
-        finally:
-            protocol.push = None
-            protocol.push_waiter = None
+            protocol.reader = None
+            reader.stream_ended(protocol.exception)
+        elif protocol.reading_paused:
+            self.resume_reading()  # paused for the buffer, which is gone
+
+    def stop_direct(self) -> None:
+        """Stop delivering to the direct reader."""
+        self._protocol.reader = None
+
+    def call_at(self, when: float, callback: Callable[[], object]) -> Timer:
+        """Call ``callback`` at ``when`` on the clock of :func:`anyio.current_time`."""
+        return self._protocol.loop.call_at(when, callback)
+
+    def time(self) -> float:
+        """The clock of :func:`anyio.current_time`, callable outside a task."""
+        return self._protocol.loop.time()
 
     def pause_reading(self) -> None:
-        """Stop reading the socket (backpressure while in :meth:`push_to`)."""
+        """Stop reading the socket (backpressure for a direct reader)."""
         if not self._protocol.reading_paused and not self._transport.is_closing():
             self._protocol.reading_paused = True
             self._transport.pause_reading()
@@ -250,6 +289,11 @@ class AsyncioSocketStream(SocketStream):
         if not self._closed and not self._transport.is_closing():
             self._transport.write(data)
 
+    def send_eof_nowait(self) -> None:
+        """Close the sending side, as :meth:`send_eof` does, at once."""
+        if self._transport.can_write_eof() and not self._transport.is_closing():
+            self._transport.write_eof()
+
     def _no_data(self) -> bytes:
         exception = self._protocol.exception
         if exception is not None:
@@ -271,13 +315,14 @@ class AsyncioSocketStream(SocketStream):
                 protocol.drain_waiter = None
 
     async def send_eof(self) -> None:
-        if self._transport.can_write_eof() and not self._transport.is_closing():
-            self._transport.write_eof()
+        self.send_eof_nowait()
 
-    async def aclose(self) -> None:
+    def close_now(self) -> None:
+        """Close the stream at once; what :meth:`aclose` does, without awaiting."""
         if self._closed:
             return
         self._closed = True
+        self._protocol.reader = None
         self._protocol._wake_reader()
         if self._transport.is_closing():
             return
@@ -289,6 +334,9 @@ class AsyncioSocketStream(SocketStream):
             self._transport.close()
         except RuntimeError:  # pragma: no cover - the loop is closing
             self._transport.abort()
+
+    async def aclose(self) -> None:
+        self.close_now()
 
 
 def lean_stream(stream: ByteStream) -> ByteStream:
@@ -308,8 +356,9 @@ def lean_stream(stream: ByteStream) -> ByteStream:
         return stream
     protocol = _Protocol(asyncio.get_running_loop())
     protocol.transport = transport
-    protocol.buffer.extend(read_queue)
-    protocol.buffered = sum(map(len, read_queue))
+    if read_queue:
+        protocol.buffer = deque(read_queue)
+        protocol.buffered = sum(map(len, read_queue))
     protocol.eof = at_eof
     protocol.exception = old_exception
     read_queue.clear()
