@@ -47,7 +47,7 @@ from ._http import (
     make_response,
 )
 from ._protocol import CloseCode
-from ._streams import lean_stream
+from ._streams import lean_stream, socket_wrapper
 from .exceptions import ConnectionClosed, InvalidHandshake
 
 if TYPE_CHECKING:
@@ -319,6 +319,9 @@ class Server:
         # Set when the last handler ends; made only while aclose() waits for it.
         self._handlers_done: anyio.Event | None = None
         self._handlers = 0
+        # How accepted sockets become streams; see _accept_batches().
+        self._wrap_accepted: Callable[[socket.socket], Awaitable[ByteStream]] | None
+        self._wrap_accepted = None
         try:
             self._port: int | None = _bound_port(listeners)
         except anyio.TypedAttributeLookupError:
@@ -393,6 +396,7 @@ class Server:
         """
         assert self._task_group is not None
         task_group = self._task_group
+        self._wrap_accepted = socket_wrapper()
         while True:
             if sock.fileno() < 0:
                 return  # the listener was closed
@@ -449,10 +453,9 @@ class Server:
         try:
             with _timeout(options.open_timeout) as scope:
                 if isinstance(accepted, socket.socket):
-                    stream = await _wrap_socket(accepted)
+                    stream = await _wrap_socket(accepted, self._wrap_accepted)
                 else:
-                    stream = accepted
-                stream = lean_stream(stream)
+                    stream = lean_stream(accepted)
                 if options.ssl is not None:
                     stream = await _wrap_tls(stream, options.ssl)
                 connection = options.new_connection(stream)
@@ -628,12 +631,17 @@ def _batch_accept_socket(listener: SocketListener) -> socket.socket | None:
     return sock
 
 
-async def _wrap_socket(sock: socket.socket) -> ByteStream:
-    """Wrap an accepted TCP socket as anyio does in its listeners' accept()."""
+async def _wrap_socket(
+    sock: socket.socket, wrap: Callable[[socket.socket], Awaitable[ByteStream]] | None
+) -> ByteStream:
+    """Wrap an accepted TCP socket as anyio does in its listeners' accept(), or
+    with ``wrap``, which makes the lean stream of :mod:`anyws._streams`."""
     assert _from_socket is not None
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return await _from_socket(sock)
+        if wrap is not None:
+            return await wrap(sock)
+        return lean_stream(await _from_socket(sock))
     except ValueError as exc:
         sock.close()  # anyio found it unconnected: the client left already
         raise OSError(f"connection lost: {exc}") from exc

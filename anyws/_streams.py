@@ -41,9 +41,15 @@ from anyio.abc import ByteStream, SocketStream
 
 if TYPE_CHECKING:
     import socket
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
-__all__ = ["AsyncioSocketStream", "DirectReader", "Timer", "lean_stream"]
+__all__ = [
+    "AsyncioSocketStream",
+    "DirectReader",
+    "Timer",
+    "lean_stream",
+    "socket_wrapper",
+]
 
 HIGH_WATER = 2**20
 """Bytes buffered unread before the transport stops reading."""
@@ -135,6 +141,9 @@ class _Protocol(asyncio.BufferedProtocol):
             self.drain_waiter = None
             if not waiter.done():
                 waiter.set_result(None)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast("asyncio.Transport", transport)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return _read_buffer()
@@ -366,3 +375,34 @@ def lean_stream(stream: ByteStream) -> ByteStream:
     transport.set_write_buffer_limits()  # anyio sets 0; use asyncio's defaults
     transport.resume_reading()
     return AsyncioSocketStream(transport, protocol)
+
+
+async def _wrap_accepted(sock: socket.socket) -> ByteStream:
+    """Wrap an accepted TCP socket in an :class:`AsyncioSocketStream` directly."""
+    loop = asyncio.get_running_loop()
+    protocol = _Protocol(loop)
+    # A client sends its request as soon as it is connected, so it is often
+    # waiting already: reading it now saves a turn of the event loop.
+    sock.setblocking(False)
+    try:
+        size = sock.recv_into(_read_buffer())
+    except (BlockingIOError, InterruptedError):
+        size = 0
+    if size:
+        protocol.buffer = deque([bytes(_read_buffer()[:size])])
+        protocol.buffered = size
+    transport, _ = await loop.connect_accepted_socket(lambda: protocol, sock)
+    return AsyncioSocketStream(transport, protocol)
+
+
+def socket_wrapper() -> Callable[[socket.socket], Awaitable[ByteStream]] | None:
+    """Return what wraps accepted TCP sockets in streams, on asyncio; else ``None``.
+
+    On asyncio, an accepted socket gets an :class:`AsyncioSocketStream` at once,
+    rather than anyio's stream and then a swap of its transport's protocol.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return None  # not asyncio
+    return _wrap_accepted
