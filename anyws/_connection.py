@@ -190,7 +190,10 @@ class Connection:
         self.latency: float = 0.0
         """Round trip of the last Ping answered, in seconds; 0 before the first."""
         self._protocol: Protocol | None = None
-        self._assembler = Assembler(max_queue)
+        self._assembler = Assembler(
+            max_queue,
+            stream.new_event if type(stream) is AsyncioSocketStream else anyio.Event,
+        )
         self._send_lock = _Lock()
         self._write_lock = _Lock()
         self._pings: dict[bytes, PendingPing] = {}

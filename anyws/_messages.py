@@ -19,7 +19,7 @@ the message.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 
@@ -29,14 +29,37 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 
-class Assembler:
-    """A queue of received fragments, read one message at a time."""
+class Waiter(Protocol):
+    """What a receiving task waits on: :class:`anyio.Event`, or a lighter
+    equivalent with the same methods."""
 
-    def __init__(self, max_queue: int | None) -> None:
+    def set(self) -> None: ...
+
+    async def wait(self) -> None: ...
+
+
+_NO_FRAMES: deque[tuple[str | bytes, bool]] = deque(maxlen=0)
+
+
+class Assembler:
+    """A queue of received fragments, read one message at a time.
+
+    Args:
+        max_queue: complete messages waiting before :attr:`paused` turns true;
+            ``None`` for no limit.
+        new_waiter: what makes the object a receiving task waits on;
+            :class:`anyio.Event` by default.
+    """
+
+    def __init__(
+        self, max_queue: int | None, new_waiter: Callable[[], Waiter] = anyio.Event
+    ) -> None:
         self.max_queue = max_queue
-        self._frames: deque[tuple[str | bytes, bool]] = deque()
+        # Made on the first fragment: an idle connection never needs it.
+        self._frames = _NO_FRAMES
         self._complete = 0  # complete messages in _frames
-        self._wakeup: anyio.Event | None = None  # set on a new frame or on close
+        self._new_waiter = new_waiter
+        self._wakeup: Waiter | None = None  # set on a new frame or on close
         self._resume: anyio.Event | None = None  # set when the reader may read again
         self._busy = False  # a task is receiving
         self.closed = False
@@ -47,6 +70,8 @@ class Assembler:
 
     def put(self, data: str | bytes, fin: bool) -> None:
         """Queue one fragment; ``fin`` marks the last one of its message."""
+        if self._frames is _NO_FRAMES:
+            self._frames = deque()
         self._frames.append((data, fin))
         if fin:
             self._complete += 1
@@ -90,7 +115,7 @@ class Assembler:
     # -- the application's side -------------------------------------------------
 
     async def _wait(self) -> None:
-        self._wakeup = event = anyio.Event()
+        self._wakeup = event = self._new_waiter()
         try:
             await event.wait()
         finally:

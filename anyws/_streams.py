@@ -196,6 +196,30 @@ class _Protocol(asyncio.BufferedProtocol):
             self.reader.writing_resumed()
 
 
+class FutureEvent:
+    """:class:`anyio.Event`'s ``set()`` and ``wait()`` over an asyncio future.
+
+    A fraction of an :class:`anyio.Event`'s memory and cost, for what a connection
+    waits on most: the next message. Unlike :class:`anyio.Event`, ``wait()`` does not
+    checkpoint when the event is set already.
+    """
+
+    __slots__ = ("_future",)
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._future: asyncio.Future[None] = loop.create_future()
+
+    def set(self) -> None:
+        if not self._future.done():
+            self._future.set_result(None)
+
+    def is_set(self) -> bool:
+        return self._future.done() and not self._future.cancelled()
+
+    async def wait(self) -> None:
+        await self._future
+
+
 class AsyncioSocketStream(SocketStream):
     """A TCP stream over an asyncio transport; see the module documentation."""
 
@@ -263,6 +287,10 @@ class AsyncioSocketStream(SocketStream):
     def stop_direct(self) -> None:
         """Stop delivering to the direct reader."""
         self._protocol.reader = None
+
+    def new_event(self) -> FutureEvent:
+        """A :class:`FutureEvent` on this stream's event loop."""
+        return FutureEvent(self._protocol.loop)
 
     def call_at(self, when: float, callback: Callable[[], object]) -> Timer:
         """Call ``callback`` at ``when`` on the clock of :func:`anyio.current_time`."""
