@@ -21,7 +21,7 @@ from . import __version__, _handshake
 from ._connection import Connection, unwrap_exception_group
 from ._http import Headers, HeadersLike, HeadReader, Response
 from ._protocol import CloseCode
-from ._streams import lean_stream
+from ._streams import AsyncioSocketStream, lean_stream
 from .exceptions import InvalidMessage, InvalidStatus, InvalidURI, SecurityError
 
 if TYPE_CHECKING:
@@ -184,6 +184,10 @@ async def _open_stream(
     if uri.secure:
         assert ssl is not None
         try:
+            if type(stream) is AsyncioSocketStream and await stream.start_tls(
+                ssl, server_side=False, server_hostname=server_hostname or uri.host
+            ):
+                return stream  # TLS by the event loop: the direct reader applies
             stream = await TLSStream.wrap(
                 stream,
                 hostname=server_hostname or uri.host,

@@ -47,7 +47,7 @@ from ._http import (
     make_response,
 )
 from ._protocol import CloseCode
-from ._streams import lean_stream, socket_wrapper
+from ._streams import AsyncioSocketStream, lean_stream, socket_wrapper
 from .exceptions import ConnectionClosed, InvalidHandshake
 
 if TYPE_CHECKING:
@@ -162,6 +162,11 @@ class _Options:
 
 
 async def _wrap_tls(stream: ByteStream, context: ssl_module.SSLContext) -> ByteStream:
+    if type(stream) is AsyncioSocketStream:
+        if stream.tls:
+            return stream  # TLS by the event loop already (see socket_wrapper)
+        if await stream.start_tls(context, server_side=True):
+            return stream  # TLS by the event loop: the direct reader applies
     return await TLSStream.wrap(
         stream, server_side=True, ssl_context=context, standard_compatible=False
     )
@@ -396,7 +401,7 @@ class Server:
         """
         assert self._task_group is not None
         task_group = self._task_group
-        self._wrap_accepted = socket_wrapper()
+        self._wrap_accepted = socket_wrapper(self._options.ssl)
         while True:
             if sock.fileno() < 0:
                 return  # the listener was closed

@@ -34,14 +34,16 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import anyio
 from anyio.abc import ByteStream, SocketStream
+from anyio.streams.tls import TLSAttribute
 
 if TYPE_CHECKING:
     import socket
-    from collections.abc import Awaitable, Callable
+    import ssl
+    from collections.abc import Awaitable, Callable, Mapping
 
 __all__ = [
     "AsyncioSocketStream",
@@ -109,6 +111,7 @@ class _Protocol(asyncio.BufferedProtocol):
         "read_waiter",
         "reader",
         "reading_paused",
+        "tls",
         "transport",
         "writing_paused",
     )
@@ -127,6 +130,7 @@ class _Protocol(asyncio.BufferedProtocol):
         self.read_waiter: asyncio.Future[None] | None = None
         self.drain_waiter: asyncio.Future[None] | None = None
         self.reader: DirectReader | None = None
+        self.tls = False  # over the event loop's TLS, which can't half-close
 
     def _wake_reader(self) -> None:
         waiter = self.read_waiter
@@ -173,7 +177,8 @@ class _Protocol(asyncio.BufferedProtocol):
         if reader is not None:
             self.reader = None
             reader.stream_ended(None)
-        return True  # keep the transport open for writing (half-close)
+        # Keep the transport open for writing (half-close), which TLS can't.
+        return not self.tls
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
@@ -231,6 +236,59 @@ class AsyncioSocketStream(SocketStream):
     @property
     def _raw_socket(self) -> socket.socket:
         return cast("socket.socket", self._transport.get_extra_info("socket"))
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        attributes = super().extra_attributes
+        ssl_object = self._transport.get_extra_info("ssl_object")
+        if ssl_object is None:
+            return attributes
+        return {**attributes, **_tls_attributes(ssl_object)}
+
+    @property
+    def tls(self) -> bool:
+        """Whether the event loop's TLS runs under this stream."""
+        return self._protocol.tls
+
+    async def start_tls(
+        self,
+        context: ssl.SSLContext,
+        *,
+        server_side: bool,
+        server_hostname: str | None = None,
+    ) -> bool:
+        """Switch this stream to TLS, with the event loop's own implementation.
+
+        Returns false, having done nothing, when that can't be done: when bytes
+        were received already (they may belong to the TLS handshake), or the
+        event loop can't start TLS on this transport. Raises what the TLS
+        handshake raises (:exc:`ssl.SSLError`, :exc:`OSError`).
+        """
+        protocol = self._protocol
+        if (
+            protocol.buffer
+            or protocol.eof
+            or protocol.lost
+            or protocol.reader is not None
+            or protocol.read_waiter is not None
+            or self._closed
+        ):
+            return False
+        try:
+            transport = await protocol.loop.start_tls(
+                self._transport,
+                protocol,
+                context,
+                server_side=server_side,
+                server_hostname=server_hostname,
+            )
+        except TypeError:  # pragma: no cover - a loop without it for this transport
+            return False
+        assert transport is not None
+        protocol.transport = self._transport = transport
+        protocol.reading_paused = False
+        protocol.tls = True
+        return True
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
         protocol = self._protocol
@@ -405,32 +463,57 @@ def lean_stream(stream: ByteStream) -> ByteStream:
     return AsyncioSocketStream(transport, protocol)
 
 
-async def _wrap_accepted(sock: socket.socket) -> ByteStream:
-    """Wrap an accepted TCP socket in an :class:`AsyncioSocketStream` directly."""
-    loop = asyncio.get_running_loop()
-    protocol = _Protocol(loop)
-    # A client sends its request as soon as it is connected, so it is often
-    # waiting already: reading it now saves a turn of the event loop.
-    sock.setblocking(False)
-    try:
-        size = sock.recv_into(_read_buffer())
-    except (BlockingIOError, InterruptedError):
-        size = 0
-    if size:
-        protocol.buffer = deque([bytes(_read_buffer()[:size])])
-        protocol.buffered = size
-    transport, _ = await loop.connect_accepted_socket(lambda: protocol, sock)
-    return AsyncioSocketStream(transport, protocol)
+def _tls_attributes(ssl_object: ssl.SSLObject) -> dict[Any, Callable[[], Any]]:
+    """The attributes of :class:`anyio.streams.tls.TLSStream`, for ``ssl_object``."""
+    return {
+        TLSAttribute.alpn_protocol: ssl_object.selected_alpn_protocol,
+        TLSAttribute.channel_binding_tls_unique: ssl_object.get_channel_binding,
+        TLSAttribute.cipher: ssl_object.cipher,
+        TLSAttribute.peer_certificate: lambda: ssl_object.getpeercert(False),
+        TLSAttribute.peer_certificate_binary: lambda: ssl_object.getpeercert(True),
+        TLSAttribute.server_side: lambda: ssl_object.server_side,
+        TLSAttribute.shared_ciphers: lambda: (
+            ssl_object.shared_ciphers() if ssl_object.server_side else None
+        ),
+        TLSAttribute.standard_compatible: lambda: False,
+        TLSAttribute.ssl_object: lambda: ssl_object,
+        TLSAttribute.tls_version: ssl_object.version,
+    }
 
 
-def socket_wrapper() -> Callable[[socket.socket], Awaitable[ByteStream]] | None:
+def socket_wrapper(
+    context: ssl.SSLContext | None,
+) -> Callable[[socket.socket], Awaitable[ByteStream]] | None:
     """Return what wraps accepted TCP sockets in streams, on asyncio; else ``None``.
 
     On asyncio, an accepted socket gets an :class:`AsyncioSocketStream` at once,
-    rather than anyio's stream and then a swap of its transport's protocol.
+    rather than anyio's stream and then a swap of its transport's protocol. With
+    ``context``, the stream runs the event loop's own TLS from the start, and the
+    wrapper returns once the TLS handshake is done. Without it, what the client
+    sent already is read at once: its request is usually waiting, and reading it
+    now saves a turn of the event loop.
     """
     try:
-        asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
     except RuntimeError:
         return None  # not asyncio
-    return _wrap_accepted
+
+    async def wrap(sock: socket.socket) -> ByteStream:
+        protocol = _Protocol(loop)
+        if context is not None:
+            protocol.tls = True
+        else:
+            sock.setblocking(False)
+            try:
+                size = sock.recv_into(_read_buffer())
+            except (BlockingIOError, InterruptedError):
+                size = 0
+            if size:
+                protocol.buffer = deque([bytes(_read_buffer()[:size])])
+                protocol.buffered = size
+        transport, _ = await loop.connect_accepted_socket(
+            lambda: protocol, sock, ssl=context
+        )
+        return AsyncioSocketStream(transport, protocol)
+
+    return wrap

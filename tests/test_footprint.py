@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 import anyio
 from anyio import wait_all_tasks_blocked
 from anyio.abc import SocketAttribute, SocketListener
+from anyio.streams.tls import TLSAttribute
 
 import anyws
 from anyws._http import HeadReader
@@ -28,6 +29,7 @@ from anyws._http import HeadReader
 from .helpers import OP_PING, OP_PONG, OP_TEXT, RawPeer, memory_stream_pair
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import AsyncIterator
 
 SAFETY_TIMEOUT = 5
@@ -138,6 +140,29 @@ class TestTasks:
                         anyio_backend_name
                     )
                     done.set()
+
+    async def test_tls_connections_read_like_plain_ones(
+        self,
+        anyio_backend_name: str,
+        server_ssl_context: ssl.SSLContext,
+        client_ssl_context: ssl.SSLContext,
+    ) -> None:
+        # TLS on asyncio is the event loop's own, under the same stream: both ends
+        # read without a task there, as over plain TCP.
+        handlers = Handlers()
+        async with served(handlers, ssl=server_ssl_context) as server:
+            before = await count_tasks()
+            async with anyws.connect(
+                f"wss://127.0.0.1:{server.port}/", ssl=client_ssl_context
+            ) as ws:
+                await ws.send("hello")
+                assert await ws.recv() == "hello"
+                assert ws._stream.extra(TLSAttribute.server_side) is False
+                ssl_object = ws._stream.extra(TLSAttribute.ssl_object)
+                assert ssl_object.getpeercert() is not None
+                # The server's handler, and a reader at each end.
+                expected = 1 + 2 * reader_tasks(anyio_backend_name)
+                assert await count_tasks() - before == expected
 
 
 class TestAccept:

@@ -182,6 +182,32 @@ class TestTLS:
             await check_echo(f"wss://127.0.0.1:{server.port}/", ssl=client_ssl_context)
         assert not [r for r in anyws_records(caplog) if r.levelno >= logging.WARNING]
 
+    async def test_silent_and_plaintext_clients_are_dropped_after_open_timeout(
+        self,
+        server_ssl_context: ssl.SSLContext,
+        client_ssl_context: ssl.SSLContext,
+    ) -> None:
+        # One client never starts the TLS handshake, another speaks plain HTTP:
+        # both are dropped, and a wss:// client is served meanwhile.
+        async with anyws.serve(
+            echo, "127.0.0.1", 0, ssl=server_ssl_context, open_timeout=0.3
+        ) as server:
+            silent = await anyio.connect_tcp("127.0.0.1", server.port)
+            plaintext = await anyio.connect_tcp("127.0.0.1", server.port)
+            async with silent, plaintext:
+                await plaintext.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                await check_echo(
+                    f"wss://127.0.0.1:{server.port}/", ssl=client_ssl_context
+                )
+                for stream in (silent, plaintext):
+                    with anyio.fail_after(TIMEOUT):
+                        while True:
+                            try:
+                                await stream.receive()  # a TLS alert, maybe
+                            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                                break
+            assert server.connections == set()
+
 
 class TestProcessRequest:
     async def test_response_refuses_the_handshake(self) -> None:
