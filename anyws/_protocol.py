@@ -420,6 +420,12 @@ if _frames.speedups:
 class Protocol:
     """One side of a WebSocket connection after the handshake.
 
+    wsproto's connection is created only when a frame needs it: a fragmented message
+    sent or received, a frame the fast path cannot judge (including every protocol
+    error), or anything at all when ``_fast`` is false. Until then, whole messages,
+    Pings, Pongs and the closing handshake go through :mod:`anyws._frames`, and the
+    state wsproto would be in follows from :attr:`close_sent` and :attr:`close_rcvd`.
+
     Args:
         is_client: which side this is; clients mask what they send.
         on_data: called with each data fragment received (``str`` for text) and
@@ -429,6 +435,41 @@ class Protocol:
         settings: how to compress, when ``deflate`` is set.
         max_size: the largest message accepted, in bytes; ``None`` for no limit.
     """
+
+    __slots__ = (
+        "_compress",
+        "_deflate",
+        "_fast",
+        "_frame_buffer",
+        "_frame_decoder",
+        "_inflate",
+        "_limit",
+        "_max_size",
+        "_message_decoder",
+        "_on_data",
+        "_on_pong",
+        "_pieces",
+        "_pieces_needed",
+        "_pieces_size",
+        "_reply",
+        "_ws",
+        "_ws_frames",
+        "close_rcvd",
+        "close_rcvd_then_sent",
+        "close_sent",
+        "failure",
+        "is_client",
+        "state",
+    )
+
+    # Set when wsproto's connection is created.
+    _ws_frames: _frame_protocol.FrameProtocol
+    _frame_decoder: _frame_protocol.FrameDecoder
+    _frame_buffer: _frame_protocol.Buffer
+    _message_decoder: _frame_protocol.MessageDecoder
+    # Set when a plain frame is cut short.
+    _pieces_size: int
+    _pieces_needed: int
 
     def __init__(
         self,
@@ -440,38 +481,29 @@ class Protocol:
         settings: DeflateSettings | None = None,
         max_size: int | None = None,
     ) -> None:
-        from ._handshake import DeflateSettings
-
         self.is_client = is_client
         self._on_data = on_data
         self._on_pong = on_pong
-        self._limit = _MessageLimit(max_size)
-        extensions: list[Extension] = []
+        self._max_size = max_size
+        self._ws: _WSConnection | None = None
+        # The fast path (anyws._frames) applies while wsproto, if it exists, has no
+        # partial frame or message pending.
+        self._fast = True
+        self._pieces: list[bytes] | None = None  # a plain frame cut short, so far
+        self._reply = b""  # the answers to the control frames parsed so far
+        self._limit: _MessageLimit | None = None
         self._deflate: _PerMessageDeflate | None = None
+        self._inflate: Callable[[bytes], bytes] | None = None
+        self._compress: Callable[[bytes], bytes] | None = None
         if deflate is not None:
+            from ._handshake import DeflateSettings
+
+            self._limit = _MessageLimit(max_size)
             self._deflate = _PerMessageDeflate(
                 is_client, deflate, settings or DeflateSettings(), self._limit
             )
-            extensions.append(self._deflate)
-        extensions.append(self._limit)
-        kind = ConnectionType.CLIENT if is_client else ConnectionType.SERVER
-        self._ws = _WSConnection(kind, extensions)
-        self._max_size = max_size
-        # The fast path (anyws._frames) applies while wsproto has no partial frame
-        # or message pending, for connections without compression.
-        frames = self._ws._proto
-        self._frames = frames
-        self._frame_decoder = frames._frame_decoder
-        self._frame_buffer = frames._frame_decoder.buffer
-        self._message_decoder = frames._message_decoder
-        self._fast = True
-        self._inflate = None if self._deflate is None else self._deflate.inflate_message
-        self._compress = (
-            None if self._deflate is None else self._deflate.compress_message
-        )
-        self._pieces: list[bytes] = []  # a plain frame cut short, so far
-        self._pieces_size = 0
-        self._pieces_needed = 0
+            self._inflate = self._deflate.inflate_message
+            self._compress = self._deflate.compress_message
         self.state = State.OPEN
         self.close_rcvd: Close | None = None
         self.close_sent: Close | None = None
@@ -479,50 +511,119 @@ class Protocol:
         self.failure: ProtocolError | PayloadTooBig | None = None
         """Why this side failed the connection, if it did."""
 
+    def _wsproto(self) -> _WSConnection:
+        """Return wsproto's connection, created in the state this side is in."""
+        ws = self._ws
+        if ws is not None:
+            return ws
+        limit = self._limit
+        if limit is None:
+            limit = self._limit = _MessageLimit(self._max_size)
+        extensions: list[Extension] = [limit]
+        if self._deflate is not None:
+            extensions.insert(0, self._deflate)
+        kind = ConnectionType.CLIENT if self.is_client else ConnectionType.SERVER
+        ws = _WSConnection(kind, extensions)
+        if self.close_sent is not None:
+            # This side sent a Close frame: wsproto's connection must not send
+            # another, nor anything else (section 5.5.1).
+            ws.send(CloseConnection(CloseReason.NORMAL_CLOSURE))
+            if self.close_rcvd is not None:
+                # And received one: the closing handshake is over.
+                ws.receive_data(_frames.control_frame(0x88, b"", not self.is_client))
+                for _ in ws.events():
+                    pass
+        frames = ws._proto
+        self._ws_frames = frames
+        self._frame_decoder = frames._frame_decoder
+        self._frame_buffer = frames._frame_decoder.buffer
+        self._message_decoder = frames._message_decoder
+        self._ws = ws
+        return ws
+
+    def _open_for_sending(self) -> bool:
+        """Whether wsproto's connection is, or would be, OPEN."""
+        ws = self._ws
+        if ws is None:
+            return self.close_sent is None
+        return ws.state is ConnectionState.OPEN
+
     def receive_data(self, data: bytes) -> bytes:
         """Process bytes from the peer; return the bytes to send in answer."""
-        ws = self._ws
         if self.state is State.CLOSED or self.close_rcvd is not None:
             return b""  # Section 5.5.1: nothing after a Close frame is processed.
         if self.failure is not None:
             return b""
-        if self._pieces:
+        pieces = self._pieces
+        if pieces:
             # The rest of a plain frame cut short: wait until it is whole.
-            self._pieces.append(data)
+            pieces.append(data)
             self._pieces_size += len(data)
             if self._pieces_size < self._pieces_needed:
                 return b""
-            data = b"".join(self._pieces)
-            self._pieces = []
-        elif not (
-            self._fast
-            and not self._frame_buffer.buffer
-            and self._frame_decoder.header is None
-            and self._message_decoder.opcode is None
-            and ws.state is ConnectionState.OPEN
+            data = b"".join(pieces)
+            self._pieces = None
+        elif not self._fast:
+            return self._slow(data)
+        elif self._ws is not None and (
+            self._frame_buffer.buffer
+            or self._frame_decoder.header is not None
+            or self._message_decoder.opcode is not None
         ):
-            ws.receive_data(data)
-            return self._process_events()
+            return self._slow(data)
         try:
             used, needed = _frames.parse(
-                data, not self.is_client, self._max_size, self._on_data, self._inflate
+                data,
+                not self.is_client,
+                self._max_size,
+                self._on_data,
+                self._inflate,
+                self._control,
             )
         except _frames.Failed as exc:
             # A compressed message was bad; wsproto never saw it, so fail here.
-            return self._received_close(CloseConnection(exc.code, exc.reason))
-        if used == len(data):
-            return b""
+            out = self._reply
+            self._reply = b""
+            return out + self._failed(exc.code, exc.reason)
+        out = self._reply
+        if out:
+            self._reply = b""
+        if used == len(data) or self.close_rcvd is not None:
+            return out
         if needed:
             rest = data[used:]
             self._pieces = [rest]
             self._pieces_size = len(rest)
             self._pieces_needed = len(rest) + 1 if needed == _frames.WAIT else needed
-            return b""
-        ws.receive_data(data[used:])
+            return out
+        return out + self._slow(data[used:])
+
+    def _slow(self, data: bytes) -> bytes:
+        """Process bytes through wsproto."""
+        self._wsproto().receive_data(data)
         return self._process_events()
+
+    def _control(self, opcode: int, payload: bytes) -> bool:
+        """Answer a control frame from the fast path; return whether it was taken."""
+        if opcode == 9:
+            # Section 5.5.2: a Ping gets a Pong, unless this side sent a Close.
+            if self._open_for_sending():
+                self._reply += _frames.control_frame(0x8A, payload, self.is_client)
+            return True
+        if opcode == 10:
+            self._on_pong(payload if type(payload) is bytes else bytes(payload))
+            return True
+        if self._ws is not None:
+            return False  # wsproto's connection follows the closing handshake
+        close = _frames.parse_close(payload)
+        if close is None:
+            return False  # invalid: wsproto reports the error
+        self._reply += self._closed_by_peer(*close, self.close_sent is None)
+        return True
 
     def _process_events(self) -> bytes:
         ws = self._ws
+        assert ws is not None
         out = b""
         on_data = self._on_data
         for event in ws.events():
@@ -542,47 +643,86 @@ class Protocol:
 
     def _received_close(self, event: CloseConnection) -> bytes:
         ws = self._ws
-        if event.code == _STAND_IN_FOR_1014 and self._limit.stood_in_for_1014:
-            event = CloseConnection(1014, event.reason)
-        if ws.state is ConnectionState.REMOTE_CLOSING:
-            # The peer starts the closing handshake: echo its code (section 5.5.1).
-            self.close_rcvd = Close(int(event.code), event.reason or "")
-            self.close_rcvd_then_sent = True
-            code = event.code if event.code != CloseCode.NO_STATUS_RCVD else None
-            self.close_sent = Close(int(code or CloseCode.NO_STATUS_RCVD), "")
-            self.state = State.CLOSING
-            return ws.send(CloseConnection(code or CloseReason.NO_STATUS_RCVD))
-        if ws.state is ConnectionState.CLOSED:
-            # The peer answers the Close we sent.
-            self.close_rcvd = Close(int(event.code), event.reason or "")
-            self.close_rcvd_then_sent = False
-            self.state = State.CLOSING
-            return b""
-        # A frame broke the protocol: wsproto reports it as a Close event while the
-        # connection is still open. Fail the connection (section 7.1.7).
+        assert ws is not None
         code = int(event.code)
-        if code == CloseCode.MESSAGE_TOO_BIG and self._limit.error is not None:
-            self.failure = self._limit.error
+        reason = event.reason or ""
+        if code == _STAND_IN_FOR_1014:
+            limit = self._limit
+            if limit is not None and limit.stood_in_for_1014:
+                code = 1014
+        if ws.state is ConnectionState.REMOTE_CLOSING:
+            return self._closed_by_peer(code, reason, True)
+        if ws.state is ConnectionState.CLOSED:
+            return self._closed_by_peer(code, reason, False)
+        # A frame broke the protocol: wsproto reports it as a Close event while the
+        # connection is still open.
+        return self._failed(code, reason)
+
+    def _closed_by_peer(self, code: int, reason: str, answer: bool) -> bytes:
+        """Record a valid Close frame; ``answer`` it unless it answers ours."""
+        self.close_rcvd = Close(code, reason)
+        self.state = State.CLOSING
+        if not answer:
+            # The peer answers the Close we sent.
+            self.close_rcvd_then_sent = False
+            return b""
+        # The peer starts the closing handshake: echo its code (section 5.5.1), or
+        # send no code if it sent none.
+        self.close_rcvd_then_sent = True
+        self.close_sent = Close(code, "")
+        ws = self._ws
+        if ws is not None:
+            return ws.send(
+                CloseConnection(CloseReason.NO_STATUS_RCVD if code == 1005 else code)
+            )
+        payload = b"" if code == 1005 else code.to_bytes(2, "big")
+        return _frames.control_frame(0x88, payload, self.is_client)
+
+    def _failed(self, code: int, reason: str) -> bytes:
+        """Fail the connection (section 7.1.7) with ``code``."""
+        error = None if self._limit is None else self._limit.error
+        if code == CloseCode.MESSAGE_TOO_BIG and error is not None:
+            self.failure = error
             reason = "message too big"
         else:
-            reason = event.reason or ""
             if reason == "error in extension":
                 reason = (
                     "invalid compressed data" if code == 1007 else "bad extension data"
                 )
             self.failure = ProtocolError(reason, code)
-        if ws.state is ConnectionState.OPEN:
+        if self._open_for_sending():
             self.state = State.CLOSING
             return self._send_close(code, reason)
         return b""
 
     def _send_close(self, code: int, reason: str) -> bytes:
-        data = self._ws.send(CloseConnection(code, reason))
+        if (
+            self._ws is None
+            and self._fast
+            and isinstance(code, int)
+            and 0 <= code < 65536
+            and code is not CloseReason.NO_STATUS_RCVD
+            and isinstance(reason, str)
+        ):
+            data = self._close_frame(code, reason)
+        else:
+            data = self._wsproto().send(CloseConnection(code, reason))
         sent_reason = reason.encode()[:123].decode(errors="ignore")
         self.close_sent = Close(code, sent_reason)
         if self.close_rcvd is not None:
             self.close_rcvd_then_sent = True
         return data
+
+    def _close_frame(self, code: int, reason: str) -> bytes:
+        """The Close frame wsproto would send for ``code`` and ``reason``."""
+        if code in _LOCAL_ONLY:
+            code = CloseCode.NORMAL_CLOSURE  # as wsproto does
+        encoded = reason.encode()
+        if len(encoded) > 123:
+            # Section 5.5: the reason fits in 123 bytes, cut at a character boundary.
+            encoded = encoded[:123].decode(errors="ignore").encode()
+        payload = code.to_bytes(2, "big") + encoded
+        return _frames.control_frame(0x88, payload, self.is_client)
 
     @property
     def closing_handshake_done(self) -> bool:
@@ -593,30 +733,54 @@ class Protocol:
 
     def can_send_data(self) -> bool:
         """Whether data, Ping and Pong frames may be sent now."""
-        return self.state is State.OPEN and self._ws.state is ConnectionState.OPEN
+        return self.state is State.OPEN and self._open_for_sending()
 
     def send_data(
         self, data: str | bytes | bytearray | memoryview, fin: bool = True
     ) -> bytes:
         """Return one data frame; ``data`` is ``str`` for text frames."""
-        if fin and self._fast and self._frames._outbound_opcode is None:
-            if self._ws.state is ConnectionState.OPEN:
+        if fin and self._fast:
+            ws = self._ws
+            if ws is None:
+                if self.close_sent is None:
+                    return _frames.serialize(data, self.is_client, self._compress)
+            elif (
+                self._ws_frames._outbound_opcode is None
+                and ws.state is ConnectionState.OPEN
+            ):
                 return _frames.serialize(data, self.is_client, self._compress)
+        ws = self._wsproto()
         if isinstance(data, str):
-            return self._ws.send(TextMessage(data, message_finished=fin))
-        return self._ws.send(BytesMessage(data, message_finished=fin))  # type: ignore[arg-type]
+            return ws.send(TextMessage(data, message_finished=fin))
+        return ws.send(BytesMessage(data, message_finished=fin))  # type: ignore[arg-type]
 
     def send_ping(self, payload: bytes) -> bytes:
         """Return a Ping frame."""
-        return self._ws.send(Ping(payload))
+        if self._sends_control(payload):
+            return _frames.control_frame(0x89, payload, self.is_client)
+        return self._wsproto().send(Ping(payload))
 
     def send_pong(self, payload: bytes) -> bytes:
         """Return a Pong frame."""
-        return self._ws.send(Pong(payload))
+        if self._sends_control(payload):
+            return _frames.control_frame(0x8A, payload, self.is_client)
+        return self._wsproto().send(Pong(payload))
+
+    def _sends_control(self, payload: bytes) -> bool:
+        """Whether the fast path sends a Ping or Pong with ``payload``."""
+        return (
+            self._ws is None
+            and self._fast
+            and self.close_sent is None
+            and isinstance(payload, (bytes, bytearray))
+            and len(payload) <= 125
+        )
 
     def send_close(self, code: int, reason: str) -> bytes:
         """Start the closing handshake; return the Close frame (empty if too late)."""
-        if self._ws.state is not ConnectionState.OPEN:
+        if self._ws is None and not self._fast:
+            self._wsproto()
+        if not self._open_for_sending():
             return b""
         self.state = State.CLOSING
         return self._send_close(code, reason)

@@ -2,9 +2,11 @@
 
 Property-based: hypothesis generates byte streams of valid and broken frames, split
 at random, and each is fed to two :class:`anyws._protocol.Protocol` objects, one with
-the fast path and one without. Everything observable must match: the messages
-delivered, the bytes sent back (Pongs, Close frames), the close codes and failures.
-No sockets and no event loop are involved.
+the fast path and one without (everything through wsproto). Between the pieces, both
+may also be asked to send: data, Pings, Pongs, a Close. Everything observable must
+match, step by step: the messages delivered, the bytes sent (answers to Pings and
+Close frames included), the exceptions raised, the state, the close codes and the
+failures. No sockets and no event loop are involved.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 import pytest
 from hypothesis import given, settings, strategies as st
+from wsproto.frame_protocol import CloseReason
 
 from anyws import _frames
 from anyws._handshake import DeflateParams
@@ -94,9 +97,34 @@ TEXTS = st.one_of(
 )
 
 
+# Close payloads, valid and not: no code, one byte, every kind of code (section 7.4),
+# reasons that are valid UTF-8 or not.
+CLOSE_CODES = st.one_of(
+    st.sampled_from([1000, 1001, 1002, 1003, 1007, 1011, 1012, 1013, 1014, 3000, 4999]),
+    st.sampled_from([0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535]),
+    st.integers(0, 65535),
+)
+CLOSE_PAYLOADS = st.one_of(
+    st.just(b""),
+    st.binary(min_size=1, max_size=1),
+    st.builds(
+        lambda code, reason: struct.pack("!H", code) + reason, CLOSE_CODES, TEXTS
+    ),
+    st.builds(
+        lambda code, reason: struct.pack("!H", code) + reason.encode()[:123],
+        CLOSE_CODES,
+        st.text(min_size=40, max_size=70),
+    ),
+)
+
+
 @st.composite
 def frames(draw: st.DrawFn, masked: bool) -> bytes:
-    kind = draw(st.sampled_from(["text", "binary", "control", "unmasked", "odd"]))
+    kind = draw(
+        st.sampled_from(
+            ["text", "binary", "control", "keepalive", "close", "unmasked", "odd"]
+        )
+    )
     if kind == "text":
         payload = draw(TEXTS)
         return raw_frame(
@@ -122,6 +150,16 @@ def frames(draw: st.DrawFn, masked: bool) -> bytes:
             code = draw(st.sampled_from([1000, 1001, 1005, 1011, 3000, 999, 5000]))
             payload = struct.pack("!H", code) + draw(TEXTS)
         return raw_frame(opcode, payload[:125], fin=draw(st.booleans()), masked=masked)
+    if kind == "keepalive":
+        # A Ping or a Pong as the fast path takes it, or nearly.
+        return raw_frame(
+            draw(st.sampled_from([9, 10])),
+            draw(st.binary(max_size=125)),
+            masked=draw(st.sampled_from([masked] * 6 + [not masked])),
+            wide=draw(st.sampled_from([0] * 6 + [1])),
+        )
+    if kind == "close":
+        return raw_frame(8, draw(CLOSE_PAYLOADS), masked=masked)
     if kind == "unmasked":
         # A plain data frame with the wrong masking for its direction.
         return raw_frame(draw(st.sampled_from([1, 2])), b"abcd", masked=not masked)
@@ -135,7 +173,7 @@ def frames(draw: st.DrawFn, masked: bool) -> bytes:
 
 
 class Recorder:
-    """A protocol and everything it reported."""
+    """A protocol and everything it reported, step by step."""
 
     def __init__(
         self,
@@ -153,21 +191,57 @@ class Recorder:
             deflate=deflate,
         )
         self.protocol._fast = fast
-        self.sent = b""
+        self.sent = b""  # everything sent: answers and what was asked for
+        self.raised: list[Any] = []
+        self.steps: list[Any] = []  # what each step sent or raised, and the fields
 
     def feed(self, data: bytes) -> None:
-        self.sent += self.protocol.receive_data(data)
+        out = self.protocol.receive_data(data)
+        self.sent += out
+        self.steps.append(("received", unmask_all(out), self.fields()))
 
-    def summary(self) -> Any:
+    def so_far(self) -> Any:
+        """Everything sent and raised so far, and the fields now."""
+        return unmask_all(self.sent), self.raised, self.fields()
+
+    def act(self, action: tuple[Any, ...]) -> None:
+        """Ask the protocol to send: ``("close", code, reason)``, ``("ping",
+        payload)``, ``("pong", payload)`` or ``("data", data, fin)``."""
+        protocol = self.protocol
+        try:
+            if action[0] == "close":
+                out = protocol.send_close(action[1], action[2])
+            elif action[0] == "ping":
+                out = protocol.send_ping(action[1])
+            elif action[0] == "pong":
+                out = protocol.send_pong(action[1])
+            else:
+                out = protocol.send_data(action[1], action[2])
+        except Exception as exc:
+            self.raised.append((action, type(exc), str(exc)))
+            self.steps.append((action, type(exc), str(exc), self.fields()))
+        else:
+            self.sent += out
+            self.steps.append((action, unmask_all(out), self.fields()))
+
+    def fields(self) -> Any:
         protocol = self.protocol
         failure = protocol.failure
         return (
-            _merge_fragments(self.events),
-            unmask_all(self.sent),
             protocol.state,
             protocol.close_rcvd,
             protocol.close_sent,
+            protocol.close_rcvd_then_sent,
+            protocol.closing_handshake_done,
+            protocol.can_send_data(),
             None if failure is None else (type(failure), getattr(failure, "code", 0)),
+        )
+
+    def summary(self) -> Any:
+        return (
+            _merge_fragments(self.events),
+            unmask_all(self.sent),
+            self.fields(),
         )
 
 
@@ -251,6 +325,69 @@ def compressed_frames(draw: st.DrawFn, masked: bool) -> bytes:
     return draw(frames(masked=masked))
 
 
+# What the application may ask a protocol to send between two reads. The odd close
+# codes and reasons check that the fast path does what wsproto does with them.
+ACTIONS = st.one_of(
+    st.tuples(
+        st.just("close"),
+        st.one_of(
+            st.sampled_from([1000, 1001, 1011, 1014, 3000, 4999]),
+            st.sampled_from([0, 1005, 1006, 1015, 65535, 70000, -1]),
+            st.just(CloseReason.NO_STATUS_RCVD),
+        ),
+        st.one_of(
+            st.just(""), st.text(max_size=80), st.just("é" * 70), st.just("\ud800")
+        ),
+    ),
+    st.tuples(st.sampled_from(["ping", "pong"]), st.binary(max_size=126)),
+    st.tuples(
+        st.just("data"),
+        st.one_of(st.text(max_size=20), st.binary(max_size=20)),
+        st.booleans(),
+    ),
+)
+SOME_ACTIONS: st.SearchStrategy[list[tuple[Any, ...]]] = st.one_of(
+    st.just([]), st.just([]), st.lists(ACTIONS, min_size=1, max_size=2)
+)
+
+
+def run_both(
+    data: st.DataObject,
+    stream: bytes,
+    fast: Recorder,
+    slow: Recorder,
+    *,
+    every_step: bool = True,
+) -> None:
+    """Feed ``stream`` to both, cut at random, with actions at random in between.
+
+    Every step is compared, or with ``every_step`` false, every step after which the
+    fast path holds no frame cut short: it inflates a compressed frame once it is
+    whole, where wsproto inflates each piece and may fail a read earlier.
+    """
+    cuts = sorted(set(data.draw(st.lists(st.integers(0, len(stream)), max_size=5))))
+    bounds = [0, *cuts, len(stream)]
+    for a, b in zip(bounds, bounds[1:], strict=False):
+        if every_step or not fast.protocol._pieces:
+            for action in data.draw(SOME_ACTIONS):
+                fast.act(action)
+                slow.act(action)
+                assert fast.so_far() == slow.so_far()
+        fast.feed(stream[a:b])
+        slow.feed(stream[a:b])
+        if every_step:
+            assert fast.steps == slow.steps
+        elif not fast.protocol._pieces:
+            assert fast.so_far() == slow.so_far()
+    for action in data.draw(SOME_ACTIONS):
+        fast.act(action)
+        slow.act(action)
+    assert fast.so_far() == slow.so_far()
+    if every_step:
+        assert fast.steps == slow.steps
+    assert fast.summary() == slow.summary()
+
+
 class TestFastPathMatchesWsproto:
     @settings(
         max_examples=int(os.environ.get("ANYWS_FRAME_EXAMPLES", "300")),
@@ -276,14 +413,9 @@ class TestFastPathMatchesWsproto:
         stream = b"".join(
             data.draw(st.lists(compressed_frames(masked=not is_client), max_size=8))
         )
-        cuts = sorted(set(data.draw(st.lists(st.integers(0, len(stream)), max_size=5))))
-        bounds = [0, *cuts, len(stream)]
         fast = Recorder(is_client, True, max_size, params)
         slow = Recorder(is_client, False, max_size, params)
-        for a, b in zip(bounds, bounds[1:], strict=False):
-            fast.feed(stream[a:b])
-            slow.feed(stream[a:b])
-        assert fast.summary() == slow.summary()
+        run_both(data, stream, fast, slow, every_step=False)
 
     @settings(
         max_examples=int(os.environ.get("ANYWS_FRAME_EXAMPLES", "300")), deadline=None
@@ -297,13 +429,34 @@ class TestFastPathMatchesWsproto:
         self, data: st.DataObject, is_client: bool, max_size: int | None
     ) -> None:
         stream = b"".join(data.draw(st.lists(frames(masked=not is_client), max_size=8)))
-        cuts = sorted(set(data.draw(st.lists(st.integers(0, len(stream)), max_size=5))))
-        bounds = [0, *cuts, len(stream)]
         fast = Recorder(is_client, True, max_size)
         slow = Recorder(is_client, False, max_size)
-        for a, b in zip(bounds, bounds[1:], strict=False):
-            fast.feed(stream[a:b])
-            slow.feed(stream[a:b])
+        run_both(data, stream, fast, slow)
+
+    @settings(
+        max_examples=int(os.environ.get("ANYWS_FRAME_EXAMPLES", "300")), deadline=None
+    )
+    @given(
+        payload=CLOSE_PAYLOADS,
+        is_client=st.booleans(),
+        closed_first=st.booleans(),
+        cut=st.integers(0, 140),
+    )
+    def test_close_frames_match_wsproto(
+        self, payload: bytes, is_client: bool, closed_first: bool, cut: int
+    ) -> None:
+        # Every Close payload, valid or not, whether this side sent a Close first or
+        # not, whole or cut in two.
+        frame = raw_frame(8, payload, masked=not is_client)
+        fast = Recorder(is_client, True, None)
+        slow = Recorder(is_client, False, None)
+        for recorder in (fast, slow):
+            if closed_first:
+                recorder.act(("close", 1001, "bye"))
+            recorder.feed(frame[:cut])
+            recorder.feed(frame[cut:])
+            recorder.act(("ping", b""))
+        assert fast.steps == slow.steps
         assert fast.summary() == slow.summary()
 
     @settings(max_examples=200, deadline=None)
