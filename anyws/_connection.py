@@ -898,7 +898,7 @@ class _DirectReader:
 
     # -- what the stream delivers ---------------------------------------------
 
-    def data_received(self, data: bytes) -> None:
+    def data_received(self, data: bytes | memoryview) -> None:
         if self._draining:
             return
         connection = self._connection

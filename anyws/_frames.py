@@ -51,17 +51,21 @@ __all__ = [
 _XOR_TABLES = [bytes(a ^ b for a in range(256)) for b in range(256)]
 
 
-def _apply_mask_python(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
-    """XOR ``data`` with the 4-byte ``mask`` repeated (section 5.3)."""
+def _apply_mask_python(
+    data: bytes | bytearray | memoryview, mask: bytes, prefix: bytes = b""
+) -> bytes:
+    """``prefix``, then ``data`` XORed with the 4-byte ``mask`` repeated (5.3)."""
     if not data:
-        return b""
+        return bytes(prefix)
     buffer = bytearray(data)
     for lane in range(4):
         buffer[lane::4] = buffer[lane::4].translate(_XOR_TABLES[mask[lane]])
-    return bytes(buffer)
+    return prefix + buffer if prefix else bytes(buffer)
 
 
-apply_mask: Callable[[bytes | bytearray | memoryview, bytes], bytes]
+apply_mask: Callable[..., bytes]
+"""``apply_mask(data, mask, prefix=b"")``: ``prefix``, then ``data`` XORed with the
+4-byte ``mask`` repeated, in one new :class:`bytes`."""
 try:
     if os.environ.get("ANYWS_NO_SPEEDUPS"):
         raise ImportError("ANYWS_NO_SPEEDUPS is set")
@@ -109,7 +113,8 @@ def serialize(
     if not mask:
         return b"".join((header, payload))
     key = _urandom(4)
-    return b"".join((header, key, apply_mask(payload, key)))
+    # One allocation for the whole frame: the masked payload lands after the header.
+    return apply_mask(payload, key, header + key)
 
 
 def control_frame(first: int, payload: bytes | bytearray, mask: bool) -> bytes:
@@ -121,7 +126,7 @@ def control_frame(first: int, payload: bytes | bytearray, mask: bool) -> bytes:
     if not mask:
         return bytes((first, length)) + payload
     key = _urandom(4)
-    return b"".join((bytes((first, 0x80 | length)), key, apply_mask(payload, key)))
+    return apply_mask(payload, key, bytes((first, 0x80 | length)) + key)
 
 
 # Section 7.4.1 and the IANA registry: the codes a Close frame may carry below 3000.
@@ -168,7 +173,7 @@ class Failed(Exception):
 
 
 def parse(
-    data: bytes,
+    data: bytes | memoryview,
     masked: bool,
     max_size: int | None,
     on_data: Callable[[str | bytes, bool], object],
@@ -178,7 +183,8 @@ def parse(
     """Deliver the leading plain frames of ``data``.
 
     Args:
-        data: bytes received, starting at a frame boundary.
+        data: bytes received, starting at a frame boundary; a memoryview is read
+            in place, and every payload delivered is a copy.
         masked: whether frames must be masked (this side is a server).
         max_size: frames larger than this are left for the slow path, which refuses
             them with the right close code.
@@ -202,6 +208,7 @@ def parse(
     position = 0
     end = len(data)
     limit = max_size if max_size is not None else 1 << 63
+    in_place = type(data) is memoryview
     while position < end:
         first = data[position]
         if first & 0x08:
@@ -224,7 +231,8 @@ def parse(
             else:
                 if stop > end:
                     return position, stop - position
-                payload = data[start:stop]
+                # A slice of bytes is a copy already; one of a view is not.
+                payload = bytes(data[start:stop]) if in_place else data[start:stop]  # type: ignore[assignment]
             if not on_control(first & 0x0F, payload):
                 break
             position = stop
@@ -281,7 +289,7 @@ def parse(
             stop = start + length
             if stop > end:
                 return position, (stop - position) if waits else 0
-            payload = data[start:stop]
+            payload = bytes(data[start:stop]) if in_place else data[start:stop]  # type: ignore[assignment]
         if compressed:
             assert inflate is not None
             # The inflater's state moved on: from here on a failure is final.

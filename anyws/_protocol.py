@@ -489,7 +489,9 @@ class Protocol:
         # The fast path (anyws._frames) applies while wsproto, if it exists, has no
         # partial frame or message pending.
         self._fast = True
-        self._pieces: list[bytes] | None = None  # a plain frame cut short, so far
+        self._pieces: list[bytes | memoryview] | None = (
+            None  # a plain frame cut short, so far
+        )
         self._reply = b""  # the answers to the control frames parsed so far
         self._limit: _MessageLimit | None = None
         self._deflate: _PerMessageDeflate | None = None
@@ -548,24 +550,39 @@ class Protocol:
             return self.close_sent is None
         return ws.state is ConnectionState.OPEN
 
-    def receive_data(self, data: bytes) -> bytes:
-        """Process bytes from the peer; return the bytes to send in answer."""
+    def receive_data(self, data: bytes | memoryview) -> bytes:
+        """Process bytes from the peer; return the bytes to send in answer.
+
+        ``data`` may be a memoryview of a buffer that is reused once this returns:
+        nothing keeps a reference to it.
+        """
         if self.state is State.CLOSED or self.close_rcvd is not None:
             return b""  # Section 5.5.1: nothing after a Close frame is processed.
         if self.failure is not None:
             return b""
         pieces = self._pieces
-        if pieces:
-            # The rest of a plain frame cut short: wait until it is whole.
-            pieces.append(data)
+        if not pieces:
+            return self._receive(data)
+        # The rest of a frame cut short: wait until it is whole, then parse it alone
+        # and the bytes after it in place, so that no byte is copied twice.
+        missing = self._pieces_needed - self._pieces_size
+        if len(data) < missing:
+            pieces.append(data if type(data) is bytes else bytes(data))
             self._pieces_size += len(data)
-            if self._pieces_size < self._pieces_needed:
-                return b""
-            data = b"".join(pieces)
-            self._pieces = None
-        elif not self._fast:
+            return b""
+        pieces.append(data[:missing])
+        frame = b"".join(pieces)
+        self._pieces = None
+        out = self._receive(frame)
+        if missing == len(data):
+            return out
+        return out + self.receive_data(memoryview(data)[missing:])
+
+    def _receive(self, data: bytes | memoryview) -> bytes:
+        """Process bytes that start at a frame boundary."""
+        if not self._fast:
             return self._slow(data)
-        elif self._ws is not None and (
+        if self._ws is not None and (
             self._frame_buffer.buffer
             or self._frame_decoder.header is not None
             or self._message_decoder.opcode is not None
@@ -591,16 +608,16 @@ class Protocol:
         if used == len(data) or self.close_rcvd is not None:
             return out
         if needed:
-            rest = data[used:]
+            rest = bytes(data[used:])
             self._pieces = [rest]
             self._pieces_size = len(rest)
             self._pieces_needed = len(rest) + 1 if needed == _frames.WAIT else needed
             return out
         return out + self._slow(data[used:])
 
-    def _slow(self, data: bytes) -> bytes:
+    def _slow(self, data: bytes | memoryview) -> bytes:
         """Process bytes through wsproto."""
-        self._wsproto().receive_data(data)
+        self._wsproto().receive_data(data if type(data) is bytes else bytes(data))
         return self._process_events()
 
     def _control(self, opcode: int, payload: bytes) -> bool:

@@ -7,17 +7,18 @@
 #include <string.h>
 
 PyDoc_STRVAR(apply_mask_doc,
-"apply_mask(data, mask, /)\n--\n\n"
-"Return data XORed with the 4-byte mask repeated (RFC 6455 section 5.3).");
+"apply_mask(data, mask, prefix=b'', /)\n--\n\n"
+"Return data XORed with the 4-byte mask repeated (RFC 6455 section 5.3),\n"
+"after prefix: a frame's header and masking key, say, in one allocation.");
 
 static PyObject *
 apply_mask(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    Py_buffer data, mask;
+    Py_buffer data, mask, prefix = {NULL};
     PyObject *result = NULL;
 
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "apply_mask() takes 2 arguments");
+    if (nargs != 2 && nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "apply_mask() takes 2 or 3 arguments");
         return NULL;
     }
     if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0) {
@@ -27,18 +28,30 @@ apply_mask(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyBuffer_Release(&data);
         return NULL;
     }
+    if (nargs == 3 && PyObject_GetBuffer(args[2], &prefix, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&data);
+        PyBuffer_Release(&mask);
+        return NULL;
+    }
     if (mask.len != 4) {
         PyErr_SetString(PyExc_ValueError, "mask must contain 4 bytes");
         goto exit;
     }
-    result = PyBytes_FromStringAndSize(NULL, data.len);
+    if (data.len > PY_SSIZE_T_MAX - prefix.len) {
+        PyErr_NoMemory();
+        goto exit;
+    }
+    result = PyBytes_FromStringAndSize(NULL, prefix.len + data.len);
     if (result == NULL) {
         goto exit;
+    }
+    if (prefix.len) {
+        memcpy(PyBytes_AS_STRING(result), prefix.buf, prefix.len);
     }
 
     const unsigned char *in = (const unsigned char *)data.buf;
     const unsigned char *key = (const unsigned char *)mask.buf;
-    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
+    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result) + prefix.len;
     Py_ssize_t length = data.len, i = 0;
 
     /* Eight bytes at a time: the mask repeated twice fills a 64-bit word, and the
@@ -62,6 +75,9 @@ apply_mask(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 exit:
     PyBuffer_Release(&data);
     PyBuffer_Release(&mask);
+    if (prefix.obj != NULL) {
+        PyBuffer_Release(&prefix);
+    }
     return result;
 }
 

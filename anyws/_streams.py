@@ -62,6 +62,9 @@ LOW_WATER = 2**18
 READ_SIZE = 2**18
 """The most bytes one read takes from the socket."""
 
+IN_PLACE = 2**15
+"""Reads from this size on reach a direct reader as views of the read buffer."""
+
 Timer = asyncio.TimerHandle
 """What :meth:`AsyncioSocketStream.call_at` returns: ``cancel()`` and ``when()``."""
 
@@ -87,8 +90,9 @@ class DirectReader(Protocol):
     may not use anything that needs a running task.
     """
 
-    def data_received(self, data: bytes) -> None:
-        """Bytes arrived."""
+    def data_received(self, data: bytes | memoryview) -> None:
+        """Bytes arrived: :class:`bytes`, or for large reads a view of the read
+        buffer, valid only until this returns."""
 
     def stream_ended(self, exception: BaseException | None) -> None:
         """The peer closed its side, or the connection was lost (``exception``)."""
@@ -153,6 +157,12 @@ class _Protocol(asyncio.BufferedProtocol):
         return _read_buffer()
 
     def buffer_updated(self, nbytes: int) -> None:
+        reader = self.reader
+        if reader is not None and nbytes >= IN_PLACE:
+            # Large reads are parsed in place: the payloads are copied out anyway,
+            # and a copy of the whole read would cost as much again.
+            reader.data_received(_read_buffer()[:nbytes])
+            return
         self.data_received(bytes(_read_buffer()[:nbytes]))
 
     def data_received(self, data: bytes) -> None:

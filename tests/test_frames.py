@@ -52,6 +52,14 @@ class TestMask:
         )
         assert out == _frames._apply_mask_python(data, key)
 
+    @given(data=st.binary(max_size=300), key=MASK_KEYS, prefix=st.binary(max_size=14))
+    def test_prefix_comes_first_unmasked(
+        self, data: bytes, key: bytes, prefix: bytes
+    ) -> None:
+        expected = prefix + _frames._apply_mask_python(data, key)
+        assert _frames.apply_mask(data, key, prefix) == expected
+        assert _frames._apply_mask_python(data, key, prefix) == expected
+
     def test_accepts_every_bytes_like(self) -> None:
         key = b"\x01\x02\x03\x04"
         expected = _frames._apply_mask_python(b"abcdefgh", key)
@@ -181,8 +189,13 @@ class Recorder:
         fast: bool,
         max_size: int | None,
         deflate: DeflateParams | None = None,
+        *,
+        in_place: bool = False,
     ) -> None:
         self.events: list[Any] = []
+        # Feed views of a buffer that is scribbled over after each call, as the
+        # asyncio stream does with large reads: a reference kept would show.
+        self.in_place = in_place
         self.protocol = Protocol(
             is_client,
             lambda data, fin: self.events.append(("data", data, fin)),
@@ -196,7 +209,12 @@ class Recorder:
         self.steps: list[Any] = []  # what each step sent or raised, and the fields
 
     def feed(self, data: bytes) -> None:
-        out = self.protocol.receive_data(data)
+        if self.in_place:
+            buffer = bytearray(data)
+            out = self.protocol.receive_data(memoryview(buffer))
+            buffer[:] = b"\xaa" * len(buffer)
+        else:
+            out = self.protocol.receive_data(data)
         self.sent += out
         self.steps.append(("received", unmask_all(out), self.fields()))
 
@@ -413,7 +431,8 @@ class TestFastPathMatchesWsproto:
         stream = b"".join(
             data.draw(st.lists(compressed_frames(masked=not is_client), max_size=8))
         )
-        fast = Recorder(is_client, True, max_size, params)
+        in_place = data.draw(st.booleans())
+        fast = Recorder(is_client, True, max_size, params, in_place=in_place)
         slow = Recorder(is_client, False, max_size, params)
         run_both(data, stream, fast, slow, every_step=False)
 
@@ -429,7 +448,8 @@ class TestFastPathMatchesWsproto:
         self, data: st.DataObject, is_client: bool, max_size: int | None
     ) -> None:
         stream = b"".join(data.draw(st.lists(frames(masked=not is_client), max_size=8)))
-        fast = Recorder(is_client, True, max_size)
+        in_place = data.draw(st.booleans())
+        fast = Recorder(is_client, True, max_size, in_place=in_place)
         slow = Recorder(is_client, False, max_size)
         run_both(data, stream, fast, slow)
 
