@@ -919,7 +919,8 @@ class _DirectReader:
             # The peer doesn't read what we send: a Ping flood would grow the
             # buffer without bound if reading went on.
             self._pong_backlog = True
-        self._update_reading()
+        if self._pong_backlog or connection._assembler.paused:
+            stream.pause_reading()  # resumed by writing_resumed() or on_resume
 
     def stream_ended(self, exception: BaseException | None) -> None:
         self._connection._connection_lost(exception)

@@ -64,7 +64,7 @@ class Assembler:
         self._busy = False  # a task is receiving
         self.closed = False
         self.on_resume: Callable[[], object] | None = None
-        """Called when :attr:`paused` may have become false (for a direct reader)."""
+        """Called when :attr:`paused` became false (for a direct reader)."""
 
     # -- the reader's side ----------------------------------------------------
 
@@ -148,8 +148,8 @@ class Assembler:
                     parts.append(data)
                 data = "".join(parts) if type(data) is str else b"".join(parts)  # type: ignore[arg-type]
             self._complete -= 1
-            if self._resume is not None or self.on_resume is not None:
-                self._resumed()
+            if self._complete + 1 == self.max_queue:
+                self._resumed()  # no longer paused
         finally:
             self._busy = False
         if decode is None:
@@ -178,8 +178,8 @@ class Assembler:
             data, fin = self._frames.popleft()
             if fin:
                 self._complete -= 1
-                if self._resume is not None or self.on_resume is not None:
-                    self._resumed()
+                if self._complete + 1 == self.max_queue:
+                    self._resumed()  # no longer paused
         finally:
             self._busy = False
         return (data if decode is None else _convert(data, decode)), fin
