@@ -35,7 +35,7 @@ from anyio.abc import (
 )
 from anyio.streams.tls import TLSStream
 
-from . import _handshake
+from . import _handshake, _streams
 from ._client import USER_AGENT
 from ._connection import Connection, unwrap_exception_group
 from ._http import (
@@ -316,6 +316,7 @@ class Server:
         self._options = options
         self.connections: set[ServerConnection] = set()
         self._accept_scopes: list[anyio.CancelScope] = []
+        self._acceptors: list[_streams.Acceptor] = []
         self._run_done = anyio.Event()
         self._closing = False
         self._closed = anyio.Event()
@@ -402,6 +403,16 @@ class Server:
         assert self._task_group is not None
         task_group = self._task_group
         self._wrap_accepted = socket_wrapper(self._options.ssl)
+        acceptor = _streams.acceptor(sock, self._accepted, _accept_error, ACCEPT_BATCH)
+        if acceptor is not None:
+            # On asyncio, the event loop accepts in its callback, and this task
+            # only waits to be cancelled.
+            self._acceptors.append(acceptor)
+            acceptor.start()
+            try:
+                await anyio.sleep_forever()
+            finally:
+                acceptor.close()
         while True:
             if sock.fileno() < 0:
                 return  # the listener was closed
@@ -420,11 +431,17 @@ class Server:
                     if sock.fileno() < 0:
                         return  # the listener was closed
                     # EMFILE and the like: keep serving the connections we have.
-                    logger.error("error accepting a connection: %s", exc)
+                    _accept_error(exc)
                     await anyio.sleep(0.1)
                     break
                 self._handlers += 1
                 task_group.start_soon(self._handle, client, name="anyws connection")
+
+    def _accepted(self, client: socket.socket) -> None:
+        """Serve a connection the event loop accepted."""
+        assert self._task_group is not None
+        self._handlers += 1
+        self._task_group.start_soon(self._handle, client, name="anyws connection")
 
     async def _handle(self, stream: ByteStream | socket.socket) -> None:
         try:
@@ -498,6 +515,8 @@ class Server:
         try:
             for scope in self._accept_scopes:
                 scope.cancel()
+            for acceptor in self._acceptors:
+                acceptor.close()  # before its socket closes
             for listener in self._listeners:
                 await anyio.aclose_forcefully(listener)
             with anyio.move_on_after(self._options.close_timeout):
@@ -610,6 +629,11 @@ async def serve(
 # Connections accepted at most per wake-up of the accept loop, so that a flood of
 # them leaves the connections already open their turn.
 ACCEPT_BATCH = 64
+
+
+def _accept_error(exc: OSError) -> None:
+    logger.error("error accepting a connection: %s", exc)
+
 
 _wait_readable: Callable[[socket.socket], Awaitable[None]] = getattr(
     anyio, "wait_readable", None

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
 
 __all__ = [
+    "Acceptor",
     "AsyncioSocketStream",
     "DirectReader",
     "Timer",
@@ -527,3 +528,96 @@ def socket_wrapper(
         return AsyncioSocketStream(transport, protocol)
 
     return wrap
+
+
+try:
+    from sniffio import current_async_library_cvar as _sniffio_cvar
+except ImportError:  # pragma: no cover - anyio doesn't need sniffio
+    _sniffio_cvar = None  # type: ignore[assignment]
+
+
+class Acceptor:
+    """Accepts TCP connections in the event loop's read callback.
+
+    A listening socket stays registered with the event loop for as long as the
+    server runs; every wake-up accepts the connections waiting, up to ``batch``,
+    and hands each socket to ``on_accept``, with no task woken in between.
+    :meth:`close` must be called before the socket is closed.
+    """
+
+    __slots__ = (
+        "_batch",
+        "_closed",
+        "_fd",
+        "_loop",
+        "_on_accept",
+        "_on_error",
+        "_sock",
+    )
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        on_accept: Callable[[socket.socket], object],
+        on_error: Callable[[OSError], object],
+        batch: int,
+    ) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._on_accept = on_accept
+        self._on_error = on_error
+        self._batch = batch
+        self._closed = False
+
+    def start(self) -> None:
+        """Start accepting."""
+        if not self._closed:
+            self._loop.add_reader(self._fd, self._accept)
+
+    def close(self) -> None:
+        """Stop accepting."""
+        if not self._closed:
+            self._closed = True
+            self._loop.remove_reader(self._fd)
+
+    def _accept(self) -> None:
+        # ``on_accept`` starts tasks through anyio, which asks sniffio, when it is
+        # installed, what runs: outside a task only its context variable can say.
+        token = None if _sniffio_cvar is None else _sniffio_cvar.set("asyncio")
+        try:
+            self._accept_waiting()
+        finally:
+            if token is not None:
+                _sniffio_cvar.reset(token)
+
+    def _accept_waiting(self) -> None:
+        for _ in range(self._batch):
+            try:
+                client, _address = self._sock.accept()
+            except BlockingIOError:
+                return
+            except (InterruptedError, ConnectionAbortedError):
+                continue  # a client that left before it was accepted
+            except OSError as exc:
+                # EMFILE and the like: keep serving the connections we have, and
+                # try again in a while.
+                self._on_error(exc)
+                self._loop.remove_reader(self._fd)
+                self._loop.call_later(0.1, self.start)
+                return
+            self._on_accept(client)
+
+
+def acceptor(
+    sock: socket.socket,
+    on_accept: Callable[[socket.socket], object],
+    on_error: Callable[[OSError], object],
+    batch: int,
+) -> Acceptor | None:
+    """An :class:`Acceptor` on asyncio; ``None`` elsewhere."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return None  # not asyncio
+    return Acceptor(sock, on_accept, on_error, batch)

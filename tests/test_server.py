@@ -19,6 +19,8 @@ Discipline
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import urllib.parse
 import uuid
 from dataclasses import dataclass
@@ -1012,3 +1014,60 @@ class TestExceptionsInBody:
                     assert await ws.recv() == "hi"
                     raise ValueError("mine")
         assert type(info.value) is ValueError
+
+
+# A server that runs out of file descriptors, in a subprocess of its own so that
+# its limit touches nothing else. It prints its port, and serves until its standard
+# input closes.
+RUN_OUT_OF_FILES = """
+import os, resource, sys, logging
+import anyio, anyws
+
+logging.basicConfig(level=logging.ERROR, stream=sys.stderr, format="%(message)s")
+
+async def echo(ws):
+    async for message in ws:
+        await ws.send(message)
+
+async def main():
+    async with anyws.serve(echo, "127.0.0.1", 0, ping_interval=None) as server:
+        # A thread to wait for the end, started while descriptors remain.
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(anyio.to_thread.run_sync, sys.stdin.read)
+            await anyio.wait_all_tasks_blocked()
+            used = len(os.listdir("/proc/self/fd"))
+            hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+            resource.setrlimit(resource.RLIMIT_NOFILE, (used + 2, hard))
+            print(server.port, flush=True)
+
+backend, uvloop = sys.argv[1], sys.argv[2] == "uvloop"
+options = {"use_uvloop": True} if uvloop else {}
+anyio.run(main, backend=backend, backend_options=options)
+"""
+
+
+class TestAcceptErrors:
+    @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+    async def test_out_of_file_descriptors_then_serving_again(
+        self, anyio_backend: tuple[str, dict[str, Any]]
+    ) -> None:
+        name, options = anyio_backend
+        loop = "uvloop" if options.get("loop_factory") else "default"
+        command = [sys.executable, "-c", RUN_OUT_OF_FILES, name, loop]
+        with anyio.fail_after(TIMEOUT * 4):
+            async with await anyio.open_process(command) as process:
+                assert process.stdout is not None and process.stdin is not None
+                port = int((await process.stdout.receive()).decode())
+                # More clients than descriptors left: accepting fails (EMFILE).
+                clients = [await anyio.connect_tcp("127.0.0.1", port) for _ in range(8)]
+                for client in clients:
+                    await client.aclose()
+                # Their connections end, descriptors free up, and serving goes on.
+                await check_echo(f"ws://127.0.0.1:{port}/", ping_interval=None)
+                await process.stdin.aclose()
+                assert await process.wait() == 0
+                assert process.stderr is not None
+                errors = b""
+                async for chunk in process.stderr:
+                    errors += chunk
+        assert b"error accepting a connection: [Errno 24]" in errors
