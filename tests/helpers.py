@@ -22,6 +22,29 @@ from anyio.abc import ByteStream, SocketStream
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+    from anyws._protocol import Protocol
+
+
+def protocol_fields(protocol: Protocol, *, reason: bool) -> tuple[Any, ...]:
+    """What a :class:`~anyws._protocol.Protocol` shows of its state, to compare two
+    of them; with ``reason``, the text of its failure too."""
+    failure = protocol.failure
+    return (
+        protocol.state,
+        protocol.close_rcvd,
+        protocol.close_sent,
+        protocol.close_rcvd_then_sent,
+        protocol.closing_handshake_done,
+        protocol.can_send_data(),
+        None
+        if failure is None
+        else (
+            type(failure),
+            getattr(failure, "code", None),
+            str(failure) if reason else None,
+        ),
+    )
+
 
 def _has_ipv6_loopback() -> bool:
     if not socket.has_ipv6:

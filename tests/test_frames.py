@@ -24,6 +24,8 @@ from anyws import _frames
 from anyws._handshake import DeflateParams
 from anyws._protocol import Protocol, _Masker
 
+from .helpers import protocol_fields
+
 MASK_KEYS = st.binary(min_size=4, max_size=4)
 
 
@@ -243,17 +245,7 @@ class Recorder:
             self.steps.append((action, unmask_all(out), self.fields()))
 
     def fields(self) -> Any:
-        protocol = self.protocol
-        failure = protocol.failure
-        return (
-            protocol.state,
-            protocol.close_rcvd,
-            protocol.close_sent,
-            protocol.close_rcvd_then_sent,
-            protocol.closing_handshake_done,
-            protocol.can_send_data(),
-            None if failure is None else (type(failure), getattr(failure, "code", 0)),
-        )
+        return protocol_fields(self.protocol, reason=False)
 
     def summary(self) -> Any:
         return (

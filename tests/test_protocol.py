@@ -20,6 +20,8 @@ from anyws import _frames
 from anyws._protocol import Close, Protocol, State
 from anyws.exceptions import ProtocolError
 
+from .helpers import protocol_fields
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -73,18 +75,7 @@ class Side:
         )
 
     def fields(self) -> Any:
-        protocol = self.protocol
-        failure = protocol.failure
-        return (
-            protocol.state,
-            protocol.close_rcvd,
-            protocol.close_sent,
-            protocol.close_rcvd_then_sent,
-            protocol.can_send_data(),
-            None
-            if failure is None
-            else (type(failure), getattr(failure, "code", None), str(failure)),
-        )
+        return protocol_fields(self.protocol, reason=True)
 
 
 def both(is_client: bool) -> tuple[Side, Side]:
@@ -186,10 +177,10 @@ class TestClose:
             received,
             Close(received.code, ""),
             True,
+            True,  # the closing handshake is done
             False,
             None,
         )
-        assert fast.protocol.closing_handshake_done
         assert fast.protocol._ws is None
 
     def test_close_answering_ours_gets_no_second_close(self, is_client: bool) -> None:
@@ -207,6 +198,7 @@ class TestClose:
             Close(1001, ""),
             Close(1001, "going"),
             False,
+            True,  # the closing handshake is done
             False,
             None,
         )
