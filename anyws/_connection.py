@@ -95,7 +95,7 @@ _AWAIT_CLOSE = 2  # the peer didn't finish the closing handshake: abort
 
 def _deadline(delay: float | None) -> float:
     """The clock value ``delay`` seconds from now; infinity for ``None``."""
-    return math.inf if delay is None else anyio.current_time() + delay
+    return math.inf if delay is None else _after(anyio.current_time(), delay)
 
 
 def _after(now: float, delay: float | None) -> float:
@@ -761,18 +761,24 @@ class Connection:
                 return
         if not self.is_client:
             return  # Rule 5: the server closes TCP first (sections 7.1.1, 7.1.7).
-        # Wait for the server to close TCP, discarding what it still sends; within
-        # what is left of close_timeout if the keepalive started the closing.
-        if self._deadline_action == _AWAIT_CLOSE:
-            deadline = self._deadline
-        else:
-            deadline = _deadline(self.close_timeout)
-        with self._new_scope(deadline):
+        # Wait for the server to close TCP, discarding what it still sends.
+        with self._new_scope(self._await_server_close(anyio.current_time())):
             while True:
                 try:
                     await self._stream.receive(READ_SIZE)
                 except _STREAM_ERRORS:
                     return
+
+    def _await_server_close(self, now: float) -> float:
+        """A client waits for the server to close TCP: return until when.
+
+        That is ``close_timeout`` from ``now``, or what is left of it if the
+        keepalive started the closing.
+        """
+        if self._deadline_action != _AWAIT_CLOSE:
+            self._deadline_action = _AWAIT_CLOSE
+            self._deadline = _after(now, self.close_timeout)
+        return self._deadline
 
     async def _teardown(self) -> None:
         self._release()
@@ -951,13 +957,10 @@ class _DirectReader:
         if not connection.is_client:
             self.teardown()  # Rule 5: the server closes TCP first.
             return
-        # Wait for the server to close TCP; within what is left of close_timeout
-        # if the keepalive started the closing.
+        # Wait for the server to close TCP, dropping what it still sends.
         self._draining = True
         self.stream.resume_reading()
-        if connection._deadline_action != _AWAIT_CLOSE:
-            connection._deadline_action = _AWAIT_CLOSE
-            connection._deadline = _after(self.stream.time(), connection.close_timeout)
+        connection._await_server_close(self.stream.time())
         self.schedule()
 
     def teardown(self) -> None:

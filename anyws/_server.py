@@ -351,6 +351,19 @@ class Server:
             raise TypeError("the server doesn't listen on a TCP port")
         return self._port
 
+    @asynccontextmanager
+    async def _serving(self) -> AsyncIterator[None]:
+        """Serve until the block ends, then close as :meth:`aclose` does."""
+        with unwrap_exception_group():
+            async with anyio.create_task_group() as task_group:
+                self._host_task_group = task_group
+                await task_group.start(self._run)
+                try:
+                    yield
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await self.aclose()
+
     async def _run(self, *, task_status: TaskStatus[None]) -> None:
         # Connections live in this task group, not in the one of the ``async with``
         # block, so that aborting them never cancels the application's own code.
@@ -400,8 +413,6 @@ class Server:
         waiting (up to :data:`ACCEPT_BATCH`), as asyncio's own servers do, and each
         connection task wraps its socket in a stream itself.
         """
-        assert self._task_group is not None
-        task_group = self._task_group
         self._wrap_accepted = socket_wrapper(self._options.ssl)
         acceptor = _streams.acceptor(sock, self._accepted, _accept_error, ACCEPT_BATCH)
         if acceptor is not None:
@@ -413,6 +424,7 @@ class Server:
                 await anyio.sleep_forever()
             finally:
                 acceptor.close()
+            return
         while True:
             if sock.fileno() < 0:
                 return  # the listener was closed
@@ -420,22 +432,13 @@ class Server:
                 await _wait_readable(sock)
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
                 return
-            for _ in range(ACCEPT_BATCH):
-                try:
-                    client, _address = sock.accept()
-                except BlockingIOError:
-                    break
-                except (InterruptedError, ConnectionAbortedError):
-                    continue  # a client that left before it was accepted
-                except OSError as exc:
-                    if sock.fileno() < 0:
-                        return  # the listener was closed
-                    # EMFILE and the like: keep serving the connections we have.
-                    _accept_error(exc)
-                    await anyio.sleep(0.1)
-                    break
-                self._handlers += 1
-                task_group.start_soon(self._handle, client, name="anyws connection")
+            error = _streams.accept_waiting(sock, self._accepted, ACCEPT_BATCH)
+            if error is not None:
+                if sock.fileno() < 0:
+                    return  # the listener was closed
+                # EMFILE and the like: keep serving the connections we have.
+                _accept_error(error)
+                await anyio.sleep(0.1)
 
     def _accepted(self, client: socket.socket) -> None:
         """Serve a connection the event loop accepted."""
@@ -615,15 +618,8 @@ async def serve(
         logger.info(
             "server listening on %s", listener.extra(SocketAttribute.local_address)
         )
-    with unwrap_exception_group():
-        async with anyio.create_task_group() as task_group:
-            server._host_task_group = task_group
-            await task_group.start(server._run)
-            try:
-                yield server
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await server.aclose()
+    async with server._serving():
+        yield server
 
 
 # Connections accepted at most per wake-up of the accept loop, so that a flood of

@@ -50,6 +50,7 @@ __all__ = [
     "AsyncioSocketStream",
     "DirectReader",
     "Timer",
+    "accept_waiting",
     "lean_stream",
     "socket_wrapper",
 ]
@@ -228,9 +229,6 @@ class FutureEvent:
     def set(self) -> None:
         if not self._future.done():
             self._future.set_result(None)
-
-    def is_set(self) -> bool:
-        return self._future.done() and not self._future.cancelled()
 
     async def wait(self) -> None:
         await self._future
@@ -504,10 +502,9 @@ def socket_wrapper(
     sent already is read at once: its request is usually waiting, and reading it
     now saves a turn of the event loop.
     """
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return None  # not asyncio
+    if not _on_asyncio():
+        return None
+    loop = asyncio.get_running_loop()
 
     async def wrap(sock: socket.socket) -> ByteStream:
         protocol = _Protocol(loop)
@@ -592,21 +589,34 @@ class Acceptor:
                 _sniffio_cvar.reset(token)
 
     def _accept_waiting(self) -> None:
-        for _ in range(self._batch):
-            try:
-                client, _address = self._sock.accept()
-            except BlockingIOError:
-                return
-            except (InterruptedError, ConnectionAbortedError):
-                continue  # a client that left before it was accepted
-            except OSError as exc:
-                # EMFILE and the like: keep serving the connections we have, and
-                # try again in a while.
-                self._on_error(exc)
-                self._loop.remove_reader(self._fd)
-                self._loop.call_later(0.1, self.start)
-                return
-            self._on_accept(client)
+        error = accept_waiting(self._sock, self._on_accept, self._batch)
+        if error is not None:
+            # EMFILE and the like: keep serving the connections we have, and try
+            # again in a while.
+            self._on_error(error)
+            self._loop.remove_reader(self._fd)
+            self._loop.call_later(0.1, self.start)
+
+
+def accept_waiting(
+    sock: socket.socket, on_accept: Callable[[socket.socket], object], batch: int
+) -> OSError | None:
+    """Accept the connections waiting on the non-blocking ``sock``, ``batch`` at
+    most, and hand each socket to ``on_accept``.
+
+    Returns the error that stopped accepting (EMFILE and the like), if one did.
+    """
+    for _ in range(batch):
+        try:
+            client, _address = sock.accept()
+        except BlockingIOError:
+            return None
+        except (InterruptedError, ConnectionAbortedError):
+            continue  # a client that left before it was accepted
+        except OSError as exc:
+            return exc
+        on_accept(client)
+    return None
 
 
 def acceptor(
@@ -616,8 +626,13 @@ def acceptor(
     batch: int,
 ) -> Acceptor | None:
     """An :class:`Acceptor` on asyncio; ``None`` elsewhere."""
+    return Acceptor(sock, on_accept, on_error, batch) if _on_asyncio() else None
+
+
+def _on_asyncio() -> bool:
+    """Whether asyncio's event loop (or uvloop) runs this thread."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return None  # not asyncio
-    return Acceptor(sock, on_accept, on_error, batch)
+        return False
+    return True

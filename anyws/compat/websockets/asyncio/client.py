@@ -31,7 +31,7 @@ from anyws.exceptions import InvalidMessage, InvalidStatus
 
 from .._background import hold_open, on_asyncio
 from ..proxy import connect_http_proxy, get_proxy, parse_proxy
-from .connection import Connection, limit_option
+from .connection import Connection, check_options, limit_option
 
 if TYPE_CHECKING:
     from collections.abc import (
@@ -213,18 +213,7 @@ class connect:
         # Other keyword arguments are those of asyncio's create_connection()
         **kwargs: Any,
     ) -> None:
-        unsupported = sorted(set(kwargs) - _EXTRA_KWARGS)
-        if unsupported:
-            raise TypeError(
-                f"connect() got unsupported keyword arguments: {', '.join(unsupported)}"
-            )
-        if extensions is not None:
-            raise NotImplementedError(
-                "extensions isn't supported: anyws negotiates permessage-deflate "
-                "itself; use compression='deflate' or compression=None"
-            )
-        if compression not in ("deflate", None):
-            raise ValueError(f"unsupported compression: {compression}")
+        check_options("connect", kwargs, _EXTRA_KWARGS, extensions, compression)
         if "extra_headers" in kwargs:
             if additional_headers is not None:
                 raise TypeError("pass additional_headers or extra_headers, not both")

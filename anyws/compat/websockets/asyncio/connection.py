@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         Callable,
         Generator,
         Iterable,
+        Mapping,
     )
     from types import TracebackType
 
@@ -53,6 +54,34 @@ __all__ = ["Connection", "broadcast"]
 
 def _high_water(write_limit: int | tuple[int, int | None]) -> int:
     return write_limit if isinstance(write_limit, int) else write_limit[0]
+
+
+def check_options(
+    function: str,
+    kwargs: Mapping[str, Any],
+    supported: frozenset[str],
+    extensions: object,
+    compression: str | None,
+) -> None:
+    """Refuse what ``connect()`` or ``serve()`` (``function``) can't do with anyws.
+
+    Raises:
+        TypeError: a keyword argument outside ``supported``.
+        NotImplementedError: custom ``extensions``.
+        ValueError: a ``compression`` other than ``"deflate"`` or ``None``.
+    """
+    unsupported = sorted(set(kwargs) - supported)
+    if unsupported:
+        raise TypeError(
+            f"{function}() got unsupported keyword arguments: {', '.join(unsupported)}"
+        )
+    if extensions is not None:
+        raise NotImplementedError(
+            "extensions isn't supported: anyws negotiates permessage-deflate "
+            "itself; use compression='deflate' or compression=None"
+        )
+    if compression not in ("deflate", None):
+        raise ValueError(f"unsupported compression: {compression}")
 
 
 def limit_option(

@@ -38,7 +38,7 @@ from anyws.exceptions import InvalidHandshake
 from .._background import get_loop, hold_open
 from ..exceptions import InvalidHeaderValue, InvalidOrigin
 from ..http11 import SERVER
-from .connection import Connection, broadcast, limit_option
+from .connection import Connection, broadcast, check_options, limit_option
 
 if TYPE_CHECKING:
     import asyncio
@@ -478,15 +478,8 @@ async def _serve_listeners(
     except BaseException:
         await anyio.aclose_forcefully(listener)
         raise
-    with unwrap_exception_group():
-        async with anyio.create_task_group() as task_group:
-            server._host_task_group = task_group
-            await task_group.start(server._run)
-            try:
-                yield server
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await server.aclose()
+    async with server._serving():
+        yield server
 
 
 def serve(
@@ -560,18 +553,7 @@ def serve(
 
     The handler may also take ``(websocket, path)``, as in ``websockets`` 10.
     """
-    unsupported = sorted(set(kwargs) - _EXTRA_KWARGS)
-    if unsupported:
-        raise TypeError(
-            f"serve() got unsupported keyword arguments: {', '.join(unsupported)}"
-        )
-    if extensions is not None:
-        raise NotImplementedError(
-            "extensions isn't supported: anyws negotiates permessage-deflate "
-            "itself; use compression='deflate' or compression=None"
-        )
-    if compression not in ("deflate", None):
-        raise ValueError(f"unsupported compression: {compression}")
+    check_options("serve", kwargs, _EXTRA_KWARGS, extensions, compression)
     if not kwargs.get("start_serving", True):
         raise NotImplementedError("start_serving=False isn't supported")
     if logger is None:
