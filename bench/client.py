@@ -71,14 +71,13 @@ if TYPE_CHECKING:
     """Sets a library up for one measurement; yields its :data:`Opener`."""
 
 
-@asynccontextmanager
-async def anyws_library() -> AsyncIterator[Opener]:
-    """Connect with anyws."""
-    import anyws
+def _opener(connect: Callable[..., Any]) -> Opener:
+    """The :data:`Opener` of a library whose ``connect()`` takes websockets'
+    arguments and returns an async context manager."""
 
     @asynccontextmanager
     async def open_(target: Target) -> AsyncIterator[Conn]:
-        async with anyws.connect(
+        async with connect(
             target.url,
             ssl=target.context,
             compression="deflate" if target.deflate else None,
@@ -86,7 +85,15 @@ async def anyws_library() -> AsyncIterator[Opener]:
         ) as ws:
             yield Conn(ws.send, ws.recv)
 
-    yield open_
+    return open_
+
+
+@asynccontextmanager
+async def anyws_library() -> AsyncIterator[Opener]:
+    """Connect with anyws."""
+    import anyws
+
+    yield _opener(anyws.connect)
 
 
 @asynccontextmanager
@@ -94,17 +101,7 @@ async def websockets_asyncio_library() -> AsyncIterator[Opener]:
     """Connect with websockets' asyncio implementation."""
     from websockets.asyncio.client import connect
 
-    @asynccontextmanager
-    async def open_(target: Target) -> AsyncIterator[Conn]:
-        async with connect(
-            target.url,
-            ssl=target.context,
-            compression="deflate" if target.deflate else None,
-            max_size=MAX_SIZE,
-        ) as ws:
-            yield Conn(ws.send, ws.recv)
-
-    yield open_
+    yield _opener(connect)
 
 
 @asynccontextmanager
@@ -112,17 +109,7 @@ async def websockets_trio_library() -> AsyncIterator[Opener]:
     """Connect with websockets' trio implementation."""
     from websockets.trio.client import connect
 
-    @asynccontextmanager
-    async def open_(target: Target) -> AsyncIterator[Conn]:
-        async with connect(
-            target.url,
-            ssl=target.context,
-            compression="deflate" if target.deflate else None,
-            max_size=MAX_SIZE,
-        ) as ws:
-            yield Conn(ws.send, ws.recv)
-
-    yield open_
+    yield _opener(connect)
 
 
 @asynccontextmanager

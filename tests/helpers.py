@@ -128,8 +128,17 @@ def frame(
     if not mask:
         return head + payload
     key = os.urandom(4)
-    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-    return head + key + masked
+    return head + key + mask_bytes(payload, key)
+
+
+def mask_bytes(payload: bytes, key: bytes) -> bytes:
+    """XOR ``payload`` with the 4-byte ``key`` repeated (RFC 6455 section 5.3)."""
+    if not payload:
+        return b""
+    size = len(payload)
+    repeated = (key * (size // 4 + 1))[:size]
+    value = int.from_bytes(payload, "big") ^ int.from_bytes(repeated, "big")
+    return value.to_bytes(size, "big")
 
 
 def close_payload(code: int, reason: bytes = b"") -> bytes:

@@ -44,10 +44,9 @@ from tests.conformance.peer import (
     build_frame,
     close_payload,
     http_headers,
-    mask_bytes,
     new_key,
 )
-from tests.helpers import memory_stream_pair
+from tests.helpers import mask_bytes, memory_stream_pair
 
 if TYPE_CHECKING:
     from tests.helpers import MemoryByteStream

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from ..helpers import frame, mask_bytes
+
 if TYPE_CHECKING:
     from anyio.abc import ByteStream, TaskGroup
 
@@ -36,16 +38,6 @@ class CaseFailed(Exception):
     """Raised when anyws does something the RFC forbids (the verdict is FAILED)."""
 
 
-def mask_bytes(payload: bytes, key: bytes) -> bytes:
-    """XOR ``payload`` with the 4-byte ``key`` repeated (RFC 6455 section 5.3)."""
-    if not payload:
-        return b""
-    size = len(payload)
-    repeated = (key * (size // 4 + 1))[:size]
-    value = int.from_bytes(payload, "big") ^ int.from_bytes(repeated, "big")
-    return value.to_bytes(size, "big")
-
-
 def build_frame(
     opcode: int,
     payload: bytes = b"",
@@ -55,19 +47,7 @@ def build_frame(
     masked: bool = True,
 ) -> bytes:
     """Build one frame (RFC 6455 section 5.2), masked with a random key."""
-    size = len(payload)
-    head = bytes([(0x80 if fin else 0) | (rsv << 4) | opcode])
-    mask_bit = 0x80 if masked else 0
-    if size < 126:
-        head += bytes([mask_bit | size])
-    elif size < 65536:
-        head += bytes([mask_bit | 126]) + struct.pack("!H", size)
-    else:
-        head += bytes([mask_bit | 127]) + struct.pack("!Q", size)
-    if not masked:
-        return head + payload
-    key = os.urandom(4)
-    return head + key + mask_bytes(payload, key)
+    return frame(opcode, payload, fin=fin, rsv=rsv, mask=masked)
 
 
 def close_payload(code: int, reason: bytes = b"") -> bytes:
